@@ -1,0 +1,158 @@
+"""``kubescribe-step``: the entrypoint of every workflow pod (and of every local runner task).
+
+Exit codes: 0 the step did its work (individual files may have failed; they are recorded), 1 the report found
+failed files, 2 an infrastructure or usage error (store, model, endpoint) that Argo may retry. Expected
+failures print one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from steps import layout
+
+
+def _write_output(path: str | None, value: str) -> None:
+    if path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(value)
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from steps.plan import make_plan, write_plan
+    from steps.store import open_store
+
+    plan = make_plan(open_store(a.input), a.output, a.run_id, shard_seconds=a.shard_seconds, max_shards=a.max_shards)
+    shards = write_plan(plan, open_store(a.output))
+    total = sum(f.duration_s or 0 for f in plan.files)
+    print(f"planned {len(plan.files)} audio file(s), {total:.0f} s of audio, in {len(shards)} shard(s)")
+    for key in plan.ignored:
+        print(f"ignored (not an audio file name): {key}")
+    _write_output(a.shards_file, json.dumps(shards))
+    return 0
+
+
+def cmd_transcribe(a: argparse.Namespace) -> int:
+    from steps.transcribe import TranscribeOptions, run_shard
+
+    options = TranscribeOptions(language=a.language or None, beam_size=a.beam_size, best_of=a.beam_size, vad=not a.no_vad)
+
+    def progress(r) -> None:
+        if r.status == "succeeded":
+            how = "cached" if r.cached else f"{r.seconds:.1f}s, RTF {r.rtf:.3f}" if r.rtf else f"{r.seconds:.1f}s"
+            print(f"ok      {r.input} ({how})", flush=True)
+        else:
+            print(f"FAILED  {r.error}", flush=True)
+
+    result = run_shard(a.output, a.run_id, a.shard, a.model, options, device=a.device, threads=a.threads, progress=progress)
+    failed = sum(r.status != "succeeded" for r in result.files)
+    print(f"shard {a.shard}: {len(result.files) - failed} succeeded, {failed} failed on {result.device}")
+    return 0
+
+
+def cmd_summarize(a: argparse.Namespace) -> int:
+    from steps.summarize import LLMSettings
+    from steps.summarize_step import run_step
+
+    settings = LLMSettings(
+        url=a.llm_url,
+        model=a.llm_model,
+        objective=a.objective or None,
+        api_key=os.environ.get("LLM_API_KEY") or None,
+        concurrency=a.concurrency,
+        context_tokens=a.context_tokens,
+        max_output_tokens=a.max_output_tokens,
+    )
+
+    def progress(r) -> None:
+        if r.status == "succeeded":
+            ttft = (r.metrics or {}).get("ttft_s")
+            print(f"ok      {r.input} ({'cached' if r.cached else f'TTFT {ttft:.2f}s'})", flush=True)
+        else:
+            print(f"FAILED  {r.error}", flush=True)
+
+    records = run_step(a.output, a.run_id, settings, progress=progress)
+    print(f"summaries: {sum(r.status == 'succeeded' for r in records)} succeeded, {sum(r.status == 'failed' for r in records)} failed")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from steps.report import run_step
+
+    report = run_step(a.output, a.run_id)
+    t = report["totals"]
+    for f in report["files"]:
+        if f["status"] != "succeeded":
+            print(f"FAILED  {f['error']}")
+    print(f"{t['succeeded']}/{t['files']} file(s) succeeded; report: {layout.REPORT}")
+    return 1 if t["failed"] else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubescribe-step", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--output", required=True, help="output store: a directory or s3://bucket/prefix")
+        sp.add_argument("--run-id", required=True, help="the run's id (the workflow name in a cluster)")
+
+    sp = sub.add_parser("plan", help="list audio, probe durations, write the shard plan")
+    common(sp)
+    sp.add_argument("--input", required=True, help="input store: a directory or s3://bucket/prefix")
+    sp.add_argument("--shard-seconds", type=float, default=1800, help="target audio seconds per shard")
+    sp.add_argument("--max-shards", type=int, default=64)
+    sp.add_argument("--shards-file", help="write the JSON list of shard numbers here (an Argo output parameter)")
+    sp.set_defaults(fn=cmd_plan)
+
+    sp = sub.add_parser("transcribe", help="transcribe one shard of the plan")
+    common(sp)
+    sp.add_argument("--shard", type=int, required=True)
+    sp.add_argument("--model", default="tiny.en", help="whisper name, checkpoint path, or CTranslate2 dir")
+    sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    sp.add_argument("--language", default=None)
+    sp.add_argument("--beam-size", type=int, default=5)
+    sp.add_argument("--no-vad", action="store_true", help="decode the whole file, silence included")
+    sp.set_defaults(fn=cmd_transcribe)
+
+    sp = sub.add_parser("summarize", help="summarize every finished transcript through an OpenAI-compatible endpoint")
+    common(sp)
+    sp.add_argument("--llm-url", required=True)
+    sp.add_argument("--llm-model", required=True)
+    sp.add_argument("--objective", default="", help="x-gateway-inference-objective header (llm-d priority)")
+    sp.add_argument("--concurrency", type=int, default=4)
+    sp.add_argument("--context-tokens", type=int, default=8192)
+    sp.add_argument("--max-output-tokens", type=int, default=512)
+    sp.set_defaults(fn=cmd_summarize)
+
+    sp = sub.add_parser("report", help="merge all results into report.json")
+    common(sp)
+    sp.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from steps.audio import AudioError
+    from steps.store import StoreError
+
+    logging.basicConfig(level=os.environ.get("KUBESCRIBE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    expected: tuple[type[BaseException], ...] = (StoreError, AudioError, ValueError)
+    try:
+        from steps.models import ModelError
+        from steps.summarize import LLMError
+
+        expected += (ModelError, LLMError)
+    except ImportError:  # pragma: no cover - partial installs
+        pass
+    try:
+        return args.fn(args)
+    except expected as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,152 @@
+"""Report: the fan-in. Merge the plan, every shard's results and the summaries into ``report.json``.
+
+Every planned input appears exactly once, whatever happened to it: a shard that never reported (its pod died
+after all retries) still shows up, with its files failed and a message saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from steps import __version__, layout
+from steps.plan import Plan, read_plan
+from steps.store import Store, open_store
+from steps.transcribe import FileResult, ShardResult
+
+
+@dataclass
+class SummaryRecord:
+    """What the summarize step records per input (see steps/summarize.py ``run_step``)."""
+
+    input: str
+    status: str  # "succeeded" | "failed" | "skipped"
+    error: str | None = None
+    output: str | None = None
+    cached: bool = False
+    metrics: dict[str, Any] | None = None
+
+
+def read_shard_results(store: Store, plan: Plan) -> dict[int, ShardResult | None]:
+    results: dict[int, ShardResult | None] = {}
+    for i in range(len(plan.shards)):
+        key = layout.shard_result(plan.run_id, i)
+        results[i] = ShardResult.from_json(store.read_text(key)) if store.exists(key) else None
+    return results
+
+
+def transcripts_by_input(store: Store, plan: Plan) -> dict[str, FileResult]:
+    """Each planned input's transcription result; inputs of shards that never reported are failed."""
+    out: dict[str, FileResult] = {}
+    for shard, result in read_shard_results(store, plan).items():
+        if result is None:
+            for f in plan.shard_files(shard):
+                out[f.input] = FileResult(
+                    input=f.input,
+                    stem=f.stem,
+                    status="failed",
+                    duration_s=f.duration_s,
+                    error=f"{f.input}: shard {shard} did not finish (its pod failed; see the transcribe step's logs)",
+                )
+        else:
+            out.update({r.input: r for r in result.files})
+    return out
+
+
+def read_summary_records(store: Store, run_id: str) -> dict[str, SummaryRecord]:
+    key = layout.summarize_result(run_id)
+    if not store.exists(key):
+        return {}
+    data = json.loads(store.read_text(key))
+    return {r["input"]: SummaryRecord(**r) for r in data["files"]}
+
+
+def build_report(store: Store, run_id: str) -> dict[str, Any]:
+    plan = read_plan(store, run_id)
+    transcripts = transcripts_by_input(store, plan)
+    summaries = read_summary_records(store, run_id)
+    summarize_meta = {}
+    if store.exists(layout.summarize_result(run_id)):
+        summarize_meta = {k: v for k, v in json.loads(store.read_text(layout.summarize_result(run_id))).items() if k != "files"}
+
+    files = []
+    for f in plan.files:
+        t = transcripts.get(f.input)
+        s = summaries.get(f.input)
+        errors = []
+        if t is None:
+            errors.append(f"{f.input}: no transcription result")
+        elif t.status != "succeeded":
+            errors.append(t.error or f"{f.input}: transcription failed")
+        if t is not None and t.status == "succeeded":
+            if s is None:
+                errors.append(f"{f.input}: not summarized (the summarize step did not finish)")
+            elif s.status == "failed":
+                errors.append(s.error or f"{f.input}: summarization failed")
+        outputs: dict[str, str | None] = {fmt: None for fmt in layout.TRANSCRIPT_FORMATS}
+        if t is not None:
+            outputs.update(t.outputs)
+        outputs["summary"] = s.output if s is not None and s.status == "succeeded" else None
+        files.append(
+            {
+                "input": f.input,
+                "status": "failed" if errors else "succeeded",
+                "error": "; ".join(errors) if errors else None,
+                "outputs": outputs,
+                "duration_s": t.duration_s if t else f.duration_s,
+                "size_bytes": f.size,
+                "language": t.language if t else None,
+                "transcribe": None
+                if t is None
+                else {"seconds": t.seconds, "rtf": t.rtf, "cached": t.cached, "speech_s": t.speech_s, "sha256": t.sha256},
+                "summary": None if s is None else {"cached": s.cached, **(s.metrics or {})},
+            }
+        )
+
+    shard_results = [r for r in read_shard_results(store, plan).values() if r is not None]
+    done = [f for f in files if f["transcribe"] and not f["transcribe"]["cached"] and f["transcribe"]["seconds"]]
+    audio_s = sum(f["duration_s"] or 0 for f in done)
+    busy_s = sum(f["transcribe"]["seconds"] for f in done)
+    ttfts = [f["summary"]["ttft_s"] for f in files if f["summary"] and not f["summary"]["cached"] and f["summary"].get("ttft_s")]
+    return {
+        "kubescribe_version": __version__,
+        "run_id": run_id,
+        "input": plan.input,
+        "output": plan.output,
+        "created": plan.created,
+        "finished": time.time(),
+        "model": {
+            "whisper": shard_results[0].model if shard_results else None,
+            "whisper_checkpoint_sha256": shard_results[0].model_id if shard_results else None,
+            "device": shard_results[0].device if shard_results else None,
+            **{f"llm_{k}": v for k, v in summarize_meta.items() if k in ("url", "model")},
+        },
+        "totals": {
+            "files": len(files),
+            "succeeded": sum(f["status"] == "succeeded" for f in files),
+            "failed": sum(f["status"] == "failed" for f in files),
+            "transcripts_cached": sum(bool(f["transcribe"] and f["transcribe"]["cached"]) for f in files),
+            "summaries_cached": sum(bool(f["summary"] and f["summary"]["cached"]) for f in files),
+            "audio_seconds": sum(f["duration_s"] or 0 for f in files),
+            "shards": len(plan.shards),
+            "transcribe_rtf": busy_s / audio_s if audio_s else None,
+            "model_load_s": [r.model_load_s for r in shard_results],
+            "ttft_mean_s": statistics.fmean(ttfts) if ttfts else None,
+            "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
+        },
+        "files": files,
+        "ignored": plan.ignored,
+    }
+
+
+def run_step(output_url: str, run_id: str) -> dict[str, Any]:
+    store = open_store(output_url)
+    report = build_report(store, run_id)
+    text = json.dumps(report, indent=2) + "\n"
+    # The run's own copy survives later runs (a CronWorkflow writes report.json every time).
+    store.write_text(f"{layout.run_prefix(run_id)}/report.json", text, "application/json")
+    store.write_text(layout.REPORT, text, "application/json")
+    return report

@@ -1,0 +1,291 @@
+"""Object store: one key layout, two backends (a local directory, or S3 through the minio SDK).
+
+Steps address everything as ``(store, key)``: keys are ``/``-separated and relative to the store's root, so the
+same code runs against ``./out`` on a laptop and ``s3://bucket/prefix`` on a cluster (MinIO).
+
+Writes are atomic in both backends: a local write goes to a temporary file that is renamed into place, and an
+S3 PUT only becomes visible once the whole object is stored. Readers therefore never see half an output, and a
+step killed mid-write leaves nothing that looks done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+__all__ = ["Obj", "Store", "LocalStore", "S3Store", "StoreError", "open_store", "s3_settings_from_env"]
+
+
+class StoreError(RuntimeError):
+    """A store could not be reached or an object could not be read/written; the message names both."""
+
+
+@dataclass(frozen=True)
+class Obj:
+    key: str
+    size: int
+
+
+class Store:
+    """The interface both backends implement."""
+
+    url: str
+
+    def list(self, prefix: str = "") -> Iterator[Obj]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def write_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def local_copy(self, key: str) -> contextlib.AbstractContextManager[Path]:  # pragma: no cover - interface
+        """A local file holding the object, valid inside the ``with`` block."""
+        raise NotImplementedError
+
+    def media_url(self, key: str) -> str:  # pragma: no cover - interface
+        """Something ffmpeg can open without a full download (a path, or a presigned URL)."""
+        raise NotImplementedError
+
+    def uri(self, key: str) -> str:
+        return f"{self.url.rstrip('/')}/{key}"
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def write_text(self, key: str, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.write_bytes(key, text.encode("utf-8"), content_type)
+
+
+def _clean_key(key: str) -> str:
+    parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise StoreError(f"refusing key with '..': {key!r}")
+    return "/".join(parts)
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+        self.url = str(self.root)
+
+    def path(self, key: str) -> Path:
+        return self.root / _clean_key(key)
+
+    def uri(self, key: str) -> str:
+        return str(self.path(key))
+
+    def list(self, prefix: str = "") -> Iterator[Obj]:
+        base = self.path(prefix) if prefix else self.root
+        if base.is_file():
+            yield Obj(_clean_key(prefix), base.stat().st_size)
+            return
+        if not base.is_dir():
+            if not self.root.is_dir():
+                raise StoreError(f"input directory does not exist: {self.root}")
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith(".") or name.endswith(".tmp"):
+                    continue
+                p = Path(dirpath) / name
+                yield Obj(p.relative_to(self.root).as_posix(), p.stat().st_size)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"object not found: {self.uri(key)}") from None
+
+    def write_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        p = self.path(key)
+        if not p.is_file():
+            raise StoreError(f"object not found: {p}")
+        yield p
+
+    def media_url(self, key: str) -> str:
+        return str(self.path(key))
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str  # scheme://host:port
+    access_key: str | None
+    secret_key: str | None
+    region: str | None = None
+
+
+def s3_settings_from_env(env: os._Environ[str] | dict[str, str] = os.environ) -> S3Settings:
+    """S3 connection settings from the environment (in a cluster: a Secret mounted as env vars).
+
+    ``KUBESCRIBE_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL``) is a URL such as ``http://minio.minio:9000``;
+    credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
+    """
+    endpoint = env.get("KUBESCRIBE_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or "https://s3.amazonaws.com"
+    return S3Settings(
+        endpoint=endpoint,
+        access_key=env.get("AWS_ACCESS_KEY_ID"),
+        secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+    )
+
+
+class S3Store(Store):
+    """``s3://bucket/prefix`` through the minio SDK."""
+
+    def __init__(self, url: str, settings: S3Settings | None = None):
+        import urllib3
+        from minio import Minio
+
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StoreError(f"not an S3 URL (want s3://bucket/prefix): {url!r}")
+        self.url = url.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = _clean_key(parsed.path)
+        self.settings = settings or s3_settings_from_env()
+        ep = urlparse(self.settings.endpoint)
+        if ep.scheme not in ("http", "https") or not ep.netloc:
+            raise StoreError(f"S3 endpoint must look like http(s)://host:port, got {self.settings.endpoint!r}")
+        # Few, short retries: an unreachable endpoint must fail in seconds with a clear message, not hang.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=120),
+            retries=urllib3.Retry(total=2, backoff_factor=0.3, status_forcelist=[500, 502, 503, 504]),
+            maxsize=16,
+        )
+        self.client = Minio(
+            ep.netloc,
+            access_key=self.settings.access_key,
+            secret_key=self.settings.secret_key,
+            secure=ep.scheme == "https",
+            region=self.settings.region,
+            http_client=http,
+        )
+
+    def _key(self, key: str) -> str:
+        key = _clean_key(key)
+        return f"{self.prefix}/{key}" if self.prefix and key else (self.prefix or key)
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def _fail(self, what: str, key: str, exc: Exception) -> StoreError:
+        from minio.error import S3Error
+
+        if isinstance(exc, S3Error):
+            return StoreError(f"S3 {what} failed for {self.uri(key)}: {exc.code} ({exc.message})")
+        reason = str(exc).split("(Caused by")[-1].strip(" ()'\"") or type(exc).__name__
+        return StoreError(
+            f"S3 endpoint {self.settings.endpoint} unreachable during {what} of {self.uri(key)}: {reason}"
+        )
+
+    def list(self, prefix: str = "") -> Iterator[Obj]:
+        full = self._key(prefix)
+        if full and not full.endswith("/"):
+            full += "/"
+        try:
+            for o in self.client.list_objects(self.bucket, prefix=full or None, recursive=True):
+                if o.is_dir:
+                    continue
+                rel = self._rel(o.object_name)
+                if any(part.startswith(".") for part in rel.split("/")):
+                    continue
+                yield Obj(rel, o.size or 0)
+        except Exception as e:  # noqa: BLE001 - translated into a clear StoreError
+            raise self._fail("list", prefix, e) from None
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            resp = self.client.get_object(self.bucket, self._key(key))
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("read", key, e) from None
+
+    def write_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        import io
+
+        try:
+            self.client.put_object(self.bucket, self._key(key), io.BytesIO(data), len(data), content_type=content_type)
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("write", key, e) from None
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, self._key(key))
+            return True
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise self._fail("stat", key, e) from None
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("stat", key, e) from None
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="kubescribe-") as d:
+            dest = Path(d) / Path(key).name
+            try:
+                self.client.fget_object(self.bucket, self._key(key), str(dest))
+            except Exception as e:  # noqa: BLE001
+                raise self._fail("download", key, e) from None
+            yield dest
+
+    def media_url(self, key: str) -> str:
+        try:
+            return self.client.presigned_get_object(self.bucket, self._key(key), expires=timedelta(hours=1))
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("presign", key, e) from None
+
+    def check(self) -> None:
+        """Fail fast, with a clear message, if the endpoint or bucket is unusable."""
+        try:
+            ok = self.client.bucket_exists(self.bucket)
+        except Exception as e:  # noqa: BLE001
+            raise self._fail("bucket check", "", e) from None
+        if not ok:
+            raise StoreError(f"S3 bucket {self.bucket!r} does not exist at {self.settings.endpoint}")
+
+
+def open_store(url: str, s3: S3Settings | None = None) -> Store:
+    """``s3://bucket/prefix`` → S3Store; anything else is a local directory."""
+    if url.startswith("s3://"):
+        return S3Store(url, s3)
+    if "://" in url:
+        raise StoreError(f"unsupported store URL {url!r}: use a local directory or s3://bucket/prefix")
+    return LocalStore(url)

@@ -1,0 +1,86 @@
+"""The summarize step: the fan-in that sends each finished transcript to the LLM gateway.
+
+Work avoidance mirrors transcription: a summary is keyed by (transcript text, model, prompt version, generation
+settings), so re-runs only summarize new or changed transcripts. Per-file LLM failures are recorded, never
+raised: transcripts already made are kept, and the report names what failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+
+from steps import layout
+from steps.plan import read_plan
+from steps.report import SummaryRecord, transcripts_by_input
+from steps.store import open_store
+from steps.summarize import PROMPT_VERSION, LLMError, LLMSettings, summarize_all
+
+
+def summary_cache_key(transcript: str, settings: LLMSettings) -> str:
+    blob = json.dumps(
+        {
+            "prompt": PROMPT_VERSION,
+            "model": settings.model,
+            "max_output_tokens": settings.max_output_tokens,
+            "temperature": settings.temperature,
+            "context_tokens": settings.context_tokens,
+            "transcript": hashlib.sha256(transcript.encode()).hexdigest(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None) -> list[SummaryRecord]:
+    store = open_store(output_url)
+    plan = read_plan(store, run_id)
+    transcripts = transcripts_by_input(store, plan)
+    records: dict[str, SummaryRecord] = {}
+    pending: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    stems = {f.input: f.stem for f in plan.files}
+    for f in plan.files:
+        t = transcripts.get(f.input)
+        if t is None or t.status != "succeeded":
+            records[f.input] = SummaryRecord(input=f.input, status="skipped", error="no transcript")
+            continue
+        text = store.read_text(t.outputs["txt"]).strip()
+        key = summary_cache_key(text, settings)
+        keys[f.input] = key
+        out = layout.summary(f.stem)
+        marker = layout.summary_marker(key)
+        if store.exists(marker) and store.exists(out) and json.loads(store.read_text(marker)).get("output") == out:
+            metrics = json.loads(store.read_text(marker)).get("metrics")
+            records[f.input] = SummaryRecord(input=f.input, status="succeeded", output=out, cached=True, metrics=metrics)
+        else:
+            pending[f.input] = text
+
+    t0 = time.perf_counter()
+    for name, outcome in summarize_all(settings, pending).items():
+        if isinstance(outcome, LLMError):
+            records[name] = SummaryRecord(input=name, status="failed", error=f"{name}: summarization failed: {outcome}")
+        else:
+            out = layout.summary(stems[name])
+            store.write_text(out, outcome.text.strip() + "\n", "text/markdown; charset=utf-8")
+            metrics = outcome.to_dict()
+            metrics.pop("text", None)
+            store.write_text(
+                layout.summary_marker(keys[name]), json.dumps({"input": name, "output": out, "metrics": metrics}), "application/json"
+            )
+            records[name] = SummaryRecord(input=name, status="succeeded", output=out, metrics=metrics)
+        if progress:
+            progress(records[name])
+
+    ordered = [records[f.input] for f in plan.files]
+    store.write_text(
+        layout.summarize_result(run_id),
+        json.dumps(
+            {"url": settings.url, "model": settings.model, "seconds": time.perf_counter() - t0, "files": [asdict(r) for r in ordered]},
+            indent=1,
+        ),
+        "application/json",
+    )
+    return ordered

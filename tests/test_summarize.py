@@ -1,0 +1,402 @@
+"""Tests for steps/summarize.py against real HTTP servers.
+
+* ``llama_server`` (conftest): a real llama.cpp server with SmolLM2-135M.
+* ``FakeOpenAI``: a tiny real HTTP server on 127.0.0.1 (stdlib ``http.server``
+  in a thread) that records requests and answers from a script: canned SSE,
+  error statuses, or a dropped connection. Used where the behaviour under test
+  (headers, retries, exact request bytes, concurrency) must be deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from steps.summarize import (
+    NO_SPEECH_TEXT,
+    LLMClient,
+    LLMError,
+    LLMSettings,
+    Summary,
+    _split_text,
+    _strip_reasoning,
+    build_messages,
+    summarize,
+    summarize_all,
+)
+
+# --- the recording server -------------------------------------------------------
+
+
+def sse(*contents: str, usage: dict | None = None, comment: bool = True) -> bytes:
+    """A canned OpenAI chat stream (role chunk, content chunks, usage chunk, [DONE])."""
+    events = [": ping"] if comment else []
+    events.append("data: " + json.dumps({"model": "fake", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}))
+    for text in contents:
+        events.append("data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]}))
+    events.append("data: " + json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    if usage is not None:
+        events.append("data: " + json.dumps({"choices": [], "usage": usage}))
+    events.append("data: [DONE]")
+    return ("\n\n".join(events) + "\n\n").encode()
+
+
+OK_STREAM = sse("A short ", "summary.", usage={"prompt_tokens": 50, "completion_tokens": 3})
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = OK_STREAM
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/event-stream"})
+    drop: bool = False  # close the connection without any response
+    delay_s: float = 0.0
+
+
+def error(status: int, message: str, **headers: str) -> Reply:
+    body = json.dumps({"error": {"code": status, "message": message}}).encode()
+    return Reply(status, body, {"Content-Type": "application/json", **headers})
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+class FakeOpenAI:
+    """Real HTTP server; ``script`` replies are used in order, then ``default``."""
+
+    def __init__(self, script: list[Reply] | None = None, default: Reply | Callable[[Recorded], Reply] | None = None):
+        self.script = list(script or [])
+        self.default = default or Reply()
+        self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                rec = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+                with outer._lock:
+                    outer.requests.append(rec)
+                    reply = outer.script.pop(0) if outer.script else outer.default
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    if callable(reply):
+                        reply = reply(rec)
+                    time.sleep(reply.delay_s)
+                    if reply.drop:
+                        self.close_connection = True
+                        return
+                    self.send_response(reply.status)
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                    self.wfile.flush()
+                finally:
+                    with outer._lock:
+                        outer.in_flight -= 1
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[..., FakeOpenAI]]:
+    servers: list[FakeOpenAI] = []
+
+    def make(*args: Any, **kwargs: Any) -> FakeOpenAI:
+        servers.append(FakeOpenAI(*args, **kwargs))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def fast(url: str, **kw: Any) -> LLMSettings:
+    """Settings with tiny backoff so retry tests are quick."""
+    return LLMSettings(url=url, **{"model": "fake-model", "max_retries": 4, "backoff_s": 0.01, "connect_timeout_s": 2, "read_timeout_s": 10, **kw})
+
+
+TRANSCRIPT = (
+    "Okay, let's get started. This is the weekly planning meeting for the transcription project. "
+    "Maria, can you give us the status of the speech recognition service? Sure. We moved the Whisper "
+    "model to the new GPU slices last week, and the average processing time dropped from twelve minutes "
+    "to four minutes per hour of audio. There are still some errors with long silent sections, the model "
+    "sometimes repeats the last sentence. Tom is looking into that. Tom: yes, I think we can fix it by "
+    "trimming silence before we send the audio. I will have a patch ready by Thursday. Great. The second "
+    "topic is the summarization step. We now call the language model through the inference gateway. "
+    "The summaries are okay, but they are sometimes too long. We agreed to limit them to five sentences. "
+    "Anna will update the prompt and run the evaluation again. The last topic is the budget. We need to "
+    "decide whether to buy two more GPUs. The decision was postponed to next week because the finance "
+    "team needs the usage numbers first. Maria will send the numbers on Monday. Any other questions? "
+    "No? Then thank you everyone, see you next week."
+)
+COMMON_WORDS = {"the", "and", "to", "of", "a", "is", "will", "be", "for", "was", "on", "in", "team", "meeting"}
+
+
+def looks_english(text: str) -> bool:
+    words = [w.strip(".,:;!?-*\"'()").lower() for w in text.split()]
+    letters = sum(c.isascii() and c.isalpha() for c in text)
+    return len(words) >= 5 and len(COMMON_WORDS.intersection(words)) >= 2 and letters / max(len(text), 1) > 0.6
+
+
+# --- real llama-server ----------------------------------------------------------------
+
+
+@pytest.mark.llm
+def test_real_streamed_summary(llama_server: Any) -> None:
+    settings = LLMSettings(url=llama_server.url, model=llama_server.model, max_output_tokens=96, context_tokens=2048)
+    with LLMClient(settings) as client:
+        assert llama_server.model in client.check()
+        first = summarize(client, TRANSCRIPT)
+        # Same stable prefix, different transcript: the server reuses the prefix KV cache.
+        second = summarize(client, TRANSCRIPT.replace("Maria", "Julia").replace("budget", "schedule")[::1])
+    print(f"\nreal summary: {first.to_dict()}\nsecond: {second.to_dict()}")
+    assert looks_english(first.text), first.text
+    assert 0 < first.first_chunk_s <= first.ttft_s <= first.total_s
+    assert first.prompt_tokens and first.prompt_tokens > 200
+    assert first.completion_tokens and 0 < first.completion_tokens <= 96
+    assert (first.requests, first.chunks) == (1, 1)
+    assert second.text and second.cached_tokens and second.cached_tokens >= 50, second
+
+
+@pytest.mark.llm
+def test_real_map_reduce(llama_server: Any) -> None:
+    long_transcript = " ".join([TRANSCRIPT] * 3)  # ~3,500 chars
+    settings = LLMSettings(
+        url=llama_server.url, model=llama_server.model, context_tokens=640, max_output_tokens=48, concurrency=2
+    )
+    with LLMClient(settings) as client:
+        result = summarize(client, long_transcript)
+    print(f"\nmap-reduce: {result.to_dict()}")
+    assert result.chunks > 1
+    assert result.requests >= result.chunks + 1
+    assert result.text.strip()
+    assert result.prompt_tokens and result.completion_tokens
+
+
+@pytest.mark.llm
+def test_real_context_overflow_falls_back_to_map_reduce(llama_server: Any) -> None:
+    # Claim a bigger window than the server's 2048-token slots: the server answers
+    # 400 "exceeds the available context size" and the summarizer splits instead.
+    long_transcript = " ".join([TRANSCRIPT] * 6)  # ~7,000 chars, ~1,700 tokens + prompt
+    settings = LLMSettings(url=llama_server.url, model=llama_server.model, context_tokens=8192, max_output_tokens=400)
+    with LLMClient(settings) as client:
+        result = summarize(client, long_transcript)
+    print(f"\noverflow fallback: {result.to_dict()}")
+    assert result.chunks >= 2 and result.requests >= 3
+    assert result.text.strip()
+
+
+# --- recording server -------------------------------------------------------------------
+
+
+def test_headers_model_and_stream_parsing(fake: Callable[..., FakeOpenAI]) -> None:
+    body = sse("<think>let me think</think>", "", "Hello ", "world.",
+               usage={"prompt_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 8}})
+    srv = fake([Reply(body=body)])
+    settings = fast(srv.url, objective="batch-low", api_key="sk-secret", model="my-model")
+    assert "sk-secret" not in repr(settings)
+    with LLMClient(settings) as client:
+        summary = summarize(client, "Hello there. This is a test.")
+    (req,) = srv.chat_requests()
+    assert req.path == "/v1/chat/completions"
+    assert req.headers["x-gateway-inference-objective"] == "batch-low"
+    assert req.headers["authorization"] == "Bearer sk-secret"
+    body_json = req.json
+    assert body_json["model"] == "my-model"
+    assert body_json["stream"] is True and body_json["stream_options"] == {"include_usage": True}
+    assert "cache_salt" not in body_json
+    assert summary.text == "Hello world."
+    assert (summary.prompt_tokens, summary.completion_tokens, summary.cached_tokens) == (12, 3, 8)
+    assert 0 < summary.first_chunk_s <= summary.ttft_s <= summary.total_s
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1/"])
+def test_url_with_or_without_v1(fake: Callable[..., FakeOpenAI], suffix: str) -> None:
+    srv = fake()
+    root = srv.url.removesuffix("/v1")
+    with LLMClient(fast(root + suffix)) as client:
+        assert client.check() == ["fake-model"]
+        assert client.chat(build_messages("hi")).text == "A short summary."
+    assert [r.path for r in srv.requests] == ["/v1/chat/completions"]
+
+
+def test_prefix_is_byte_stable(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake()
+    a, b = "Alpha team met on Monday. Budget approved.", "Completely different words here about rockets."
+    with LLMClient(fast(srv.url)) as client:
+        summarize(client, a)
+        summarize(client, b)
+    ra, rb = srv.chat_requests()
+    for x, y, ta in ((ra.raw, rb.raw, json.dumps(a)[1:-1].encode()),
+                     (json.dumps(ra.json["messages"]).encode(), json.dumps(rb.json["messages"]).encode(),
+                      json.dumps(a)[1:-1].encode())):
+        cut = x.index(ta)
+        assert cut > 500  # system message + instructions come first
+        assert x[:cut] == y[:cut]
+    assert ra.json["model"] == rb.json["model"]
+
+
+def test_retries_503_then_429_with_retry_after(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake([error(503, "loading"), error(503, "loading"), error(429, "slow down", **{"Retry-After": "1"})])
+    t0 = time.monotonic()
+    with LLMClient(fast(srv.url)) as client:
+        result = client.chat(build_messages("hi"))
+    elapsed = time.monotonic() - t0
+    assert result.text == "A short summary."
+    assert result.attempts == 4 and len(srv.chat_requests()) == 4
+    assert elapsed >= 0.95  # Retry-After: 1 honoured (backoff alone is ~0.01 s)
+
+
+def test_retries_dropped_connection(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake([Reply(drop=True)])
+    with LLMClient(fast(srv.url)) as client:
+        result = client.chat(build_messages("hi"))
+    assert result.text == "A short summary." and result.attempts == 2
+
+
+def test_retries_exhausted(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake(default=error(502, "bad gateway"))
+    with LLMClient(fast(srv.url, max_retries=2)) as client, pytest.raises(LLMError) as info:
+        client.chat(build_messages("hi"))
+    assert len(srv.chat_requests()) == 3
+    assert "after 3 attempt(s)" in str(info.value) and "HTTP 502" in str(info.value)
+    assert srv.url in str(info.value)
+
+
+def test_400_is_not_retried(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake(default=error(400, "invalid 'temperature'"))
+    with LLMClient(fast(srv.url)) as client, pytest.raises(LLMError) as info:
+        client.chat(build_messages("hi"))
+    msg = str(info.value)
+    assert len(srv.chat_requests()) == 1
+    assert info.value.status == 400 and "\n" not in msg
+    assert srv.url in msg and "HTTP 400" in msg and "invalid 'temperature'" in msg
+
+
+def test_404_model_not_found_names_model(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake(default=error(404, "The model `nope` does not exist."))
+    with LLMClient(fast(srv.url, model="nope")) as client, pytest.raises(LLMError) as info:
+        client.chat(build_messages("hi"))
+    assert len(srv.chat_requests()) == 1
+    assert "model 'nope' not found" in str(info.value)
+
+
+def test_unreachable_port_fails_fast_naming_url() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    t0 = time.monotonic()
+    with LLMClient(fast(url, max_retries=1)) as client:
+        with pytest.raises(LLMError) as info:
+            client.chat(build_messages("hi"))
+        with pytest.raises(LLMError) as info_check:
+            client.check()
+    assert time.monotonic() - t0 < 3
+    for exc in (info.value, info_check.value):
+        assert url in str(exc) and "unreachable" in str(exc)
+
+
+def test_empty_transcript_makes_no_request(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake()
+    with LLMClient(fast(srv.url)) as client:
+        for text in ("", "  \n\t "):
+            s = summarize(client, text)
+            assert (s.text, s.requests, s.chunks) == (NO_SPEECH_TEXT, 0, 0)
+    assert srv.requests == []
+
+
+def test_summarize_all_concurrency_and_isolation(fake: Callable[..., FakeOpenAI]) -> None:
+    def reply(rec: Recorded) -> Reply:
+        if "FAIL-ME" in rec.json["messages"][-1]["content"]:
+            return error(400, "rejected on purpose")
+        return Reply(delay_s=0.3)
+
+    srv = fake(default=reply)
+    items = {"a.wav": "First talk.", "b.wav": "FAIL-ME please.", "c.wav": "Third talk.", "d.wav": ""}
+    out = summarize_all(fast(srv.url, concurrency=2), items)
+    assert list(out) == list(items)
+    assert isinstance(out["a.wav"], Summary) and isinstance(out["c.wav"], Summary)
+    assert isinstance(out["b.wav"], LLMError) and "rejected on purpose" in str(out["b.wav"])
+    assert isinstance(out["d.wav"], Summary) and out["d.wav"].requests == 0
+    assert len(srv.chat_requests()) == 3
+    assert srv.max_in_flight == 2
+
+
+def test_map_reduce_request_shapes(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake()
+    text = " ".join(f"Sentence number {i} is about topic {i % 7}." for i in range(300))
+    with LLMClient(fast(srv.url, context_tokens=900, max_output_tokens=64, concurrency=3)) as client:
+        result = summarize(client, text)
+    reqs = srv.chat_requests()
+    assert result.chunks > 1 and result.requests == len(reqs) == result.chunks + 1
+    last = reqs[-1].json["messages"][-1]["content"]
+    assert "Excerpt summaries:" in last and last.count("A short summary.") == result.chunks
+    for r in reqs[:-1]:
+        content = r.json["messages"][-1]["content"]
+        excerpt = content.split("Transcript excerpt:\n", 1)[1]
+        assert excerpt.endswith(".")  # split on sentence boundaries
+    # all map excerpts together are the whole transcript, in order
+    joined = " ".join(sorted((r.json["messages"][-1]["content"].split("Transcript excerpt:\n", 1)[1] for r in reqs[:-1]),
+                             key=lambda e: text.index(e)))
+    assert joined == text
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+def test_split_text_boundaries() -> None:
+    text = "One two three. Four five six! " + "x" * 25 + " seven eight"
+    chunks = _split_text(text, 20)
+    assert all(len(c) <= 20 for c in chunks)
+    assert chunks[:2] == ["One two three.", "Four five six!"]
+    assert "".join(chunks).replace(" ", "") == text.replace(" ", "")
+
+
+def test_strip_reasoning() -> None:
+    assert _strip_reasoning("<think>a\nb</think>\nSummary.") == "Summary."
+    assert _strip_reasoning("reasoning only</think>Final.") == "Final."
+    assert _strip_reasoning("Text. <think>unfinished") == "Text."

@@ -1,0 +1,210 @@
+"""The kubescribe DAG, built with hera: plan → transcribe (fan-out over shards) → summarize → report.
+
+```
+plan ──► transcribe(shard 0..N-1)  Kueue-queued, DAS slice, retried
+              │ (continues on failure: files already done are kept)
+              ▼
+          summarize  ──► report
+```
+The same builder produces the WorkflowTemplate installed in a cluster (Argo UI, CronWorkflow, Helm chart)
+and the Workflow that the local runner executes. Run parameters (input, output, models, gateway...) are
+WorkflowTemplate parameters, so they can be changed per submission; cluster shape (images, queue, slice) is
+baked in from ``PipelineSettings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hera.workflows import (
+    DAG,
+    Container,
+    EmptyDirVolume,
+    Env,
+    Parameter,
+    Resources,
+    RetryStrategy,
+    SecretEnv,
+    Workflow,
+    WorkflowTemplate,
+)
+from hera.workflows import models as m
+
+from workflows.settings import PipelineSettings
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+SHARDS_FILE = "/tmp/outputs/shards.json"
+STEP_COMMAND = ["kubescribe-step"]
+
+# Run parameters: (name, settings field, description shown in the Argo UI).
+RUN_PARAMETERS = (
+    ("input", "input", "audio to transcribe: s3://bucket/prefix (MinIO) or a path"),
+    ("output", "output", "where transcripts, summaries and report.json go"),
+    ("whisper-model", "whisper_model", "whisper name (tiny.en, small, large-v3-turbo...) or checkpoint path"),
+    ("language", "language", "ISO language code, empty to auto-detect"),
+    ("llm-url", "llm_url", "OpenAI-compatible base URL (the llm-d inference gateway)"),
+    ("llm-model", "llm_model", "model name sent to the gateway"),
+    ("objective", "objective", "InferenceObjective name sent as x-gateway-inference-objective (empty: none)"),
+    ("shard-seconds", "shard_seconds", "target seconds of audio per Whisper pod"),
+    ("max-shards", "max_shards", "upper bound on the number of Whisper pods"),
+)
+
+
+def _p(name: str) -> str:
+    return "{{workflow.parameters.%s}}" % name
+
+
+def _common_args(settings: PipelineSettings) -> list[str]:
+    return ["--output", _p("output"), "--run-id", "{{workflow.name}}"]
+
+
+def _security_context() -> m.SecurityContext:
+    # Restricted Pod Security Standard: non-root, read-only root filesystem, nothing to escalate.
+    return m.SecurityContext(
+        run_as_non_root=True,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        capabilities=m.Capabilities(drop=["ALL"]),
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def _env(settings: PipelineSettings) -> list[Env | SecretEnv]:
+    env: list[Env | SecretEnv] = [Env(name="HOME", value="/tmp")]
+    if settings.s3_secret:
+        env += [
+            Env(name="KUBESCRIBE_S3_ENDPOINT", value=settings.s3_endpoint),
+            SecretEnv(name="AWS_ACCESS_KEY_ID", secret_name=settings.s3_secret, secret_key="accesskey"),
+            SecretEnv(name="AWS_SECRET_ACCESS_KEY", secret_name=settings.s3_secret, secret_key="secretkey"),
+        ]
+    return env
+
+
+def _container(settings: PipelineSettings, name: str, image: str, args: list[str], **kwargs: Any) -> Container:
+    env = _env(settings) + kwargs.pop("extra_env", [])
+    return Container(
+        name=name,
+        image=image,
+        command=STEP_COMMAND,
+        args=args,
+        env=env,
+        security_context=_security_context(),
+        volume_mounts=[m.VolumeMount(name="tmp", mount_path="/tmp")],
+        **kwargs,
+    )
+
+
+def _templates(settings: PipelineSettings) -> None:
+    """Create the four step templates and the DAG inside the active workflow context."""
+    s = settings
+    plan = _container(
+        s,
+        "plan",
+        s.steps_image,
+        ["plan", "--input", _p("input"), *_common_args(s), "--shard-seconds", _p("shard-seconds"),
+         "--max-shards", _p("max-shards"), "--shards-file", SHARDS_FILE],
+        outputs=[Parameter(name="shards", value_from=m.ValueFrom(path=SHARDS_FILE))],
+        resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
+        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="OnError"),
+    )
+
+    labels = {}
+    if s.queue_name:
+        labels[QUEUE_LABEL] = s.queue_name
+    if s.priority_class:
+        labels[PRIORITY_LABEL] = s.priority_class
+    resources: dict[str, Any] = dict(cpu_request=s.whisper_cpu, memory_request=s.whisper_memory, memory_limit=s.whisper_memory)
+    if s.accelerator != "cpu":
+        # DAS only acts on limits (it rewrites nvidia.com/mig-* to mig.das.com/* and mirrors it into requests).
+        resources["custom_resources"] = {"limits": {s.accelerator: "1"}}
+    transcribe = _container(
+        s,
+        "transcribe",
+        s.whisper_image,
+        ["transcribe", *_common_args(s), "--shard", "{{inputs.parameters.shard}}", "--model", _p("whisper-model"),
+         "--language", _p("language"), "--device", s.device if s.accelerator != "cpu" else "cpu", "--threads", str(s.threads)],
+        inputs=[Parameter(name="shard")],
+        labels=labels or None,
+        resources=Resources(**resources),
+        # Preemption by Kueue and DAS admission errors delete the pod: retry always, with backoff. The timeout
+        # covers time spent gated in the queue, which activeDeadlineSeconds would not.
+        retry_strategy=RetryStrategy(
+            limit=s.retries, retry_policy="Always", backoff=m.Backoff(duration="30s", factor="2", max_duration="10m")
+        ),
+        timeout=s.transcribe_timeout,
+    )
+    llm_env = []
+    if s.llm_secret:
+        llm_env.append(SecretEnv(name="LLM_API_KEY", secret_name=s.llm_secret, secret_key="api-key"))
+    summarize = _container(
+        s,
+        "summarize",
+        s.steps_image,
+        ["summarize", *_common_args(s), "--llm-url", _p("llm-url"), "--llm-model", _p("llm-model"),
+         "--objective", _p("objective"), "--concurrency", str(s.summarize_concurrency),
+         "--context-tokens", str(s.context_tokens), "--max-output-tokens", str(s.max_output_tokens)],
+        extra_env=llm_env,
+        resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
+        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="OnError"),
+    )
+    report = _container(
+        s,
+        "report",
+        s.steps_image,
+        ["report", *_common_args(s)],
+        resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
+    )
+
+    with DAG(name="main", parallelism=s.parallelism):
+        t_plan = plan(name="plan")
+        t_transcribe = transcribe(
+            name="transcribe",
+            arguments={"shard": "{{item}}"},
+            with_param=t_plan.get_parameter("shards"),
+        )
+        t_summarize = summarize(name="summarize")
+        t_report = report(name="report")
+        t_plan >> t_transcribe
+        # Files that did transcribe are summarized and reported even when a shard failed for good.
+        t_summarize.depends = "transcribe.Succeeded || transcribe.Skipped || transcribe.Failed || transcribe.Errored"
+        t_report.depends = "summarize.Succeeded || summarize.Failed || summarize.Errored"
+
+
+def _spec_kwargs(settings: PipelineSettings) -> dict[str, Any]:
+    return dict(
+        namespace=settings.namespace,
+        entrypoint="main",
+        arguments=[
+            Parameter(name=name, value=str(getattr(settings, field)), description=desc)
+            for name, field, desc in RUN_PARAMETERS
+        ],
+        volumes=[EmptyDirVolume(name="tmp", size_limit="20Gi")],
+        service_account_name=settings.service_account,
+        security_context=m.PodSecurityContext(
+            run_as_non_root=True, run_as_user=65532, run_as_group=65532, fs_group=65532,
+            seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+        ),
+        pod_gc=m.PodGC(strategy="OnPodSuccess"),
+        labels={"app.kubernetes.io/name": "kubescribe", "app.kubernetes.io/component": "pipeline"},
+    )
+
+
+def build_workflow_template(settings: PipelineSettings | None = None) -> WorkflowTemplate:
+    settings = settings or PipelineSettings()
+    with WorkflowTemplate(name=settings.name, **_spec_kwargs(settings)) as wt:
+        _templates(settings)
+    return wt
+
+
+def build_workflow(settings: PipelineSettings | None = None, name: str | None = None) -> Workflow:
+    """A standalone Workflow with the same templates (what the local runner executes)."""
+    settings = settings or PipelineSettings()
+    naming = {"name": name} if name else {"generate_name": f"{settings.name}-"}
+    with Workflow(**naming, **_spec_kwargs(settings)) as w:
+        _templates(settings)
+    return w
+
+
+# hera's example convention: the module exposes its object as `w`; the YAML beside it is compared in tests.
+w = build_workflow_template()

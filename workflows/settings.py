@@ -1,0 +1,82 @@
+"""Pipeline settings: everything the builder needs to render the DAG for one cluster (or for a local run)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# A DAS slice is requested as nvidia.com/mig-<g>g.<gb>gb (DAS rewrites it to mig.das.com/<profile>); a whole GPU
+# as nvidia.com/gpu; "cpu" asks for no accelerator at all.
+_ACCELERATOR = re.compile(r"^(cpu|nvidia\.com/gpu|nvidia\.com/mig-\d+g\.\d+gb|[a-z0-9.-]+/[A-Za-z0-9._-]+)$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class PipelineSettings(BaseModel):
+    """Defaults describe a typical cluster: MinIO, a Kueue LocalQueue, a 1g.10gb MIG slice, an llm-d gateway.
+
+    Fields that are also WorkflowTemplate parameters (input, output, models, gateway URL...) only set the
+    parameter's default: users override them per run in the Argo UI or from hera.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("kubescribe", description="WorkflowTemplate name; Workflows get generateName '<name>-'")
+    namespace: str | None = None
+    # Run parameters (defaults only; overridable at submit time).
+    input: str = "s3://audio/incoming"
+    output: str = "s3://audio/kubescribe"
+    whisper_model: str = "tiny.en"
+    language: str = Field("", description="ISO code, or empty to auto-detect")
+    llm_url: str = "http://llm-d-inference-gateway-istio.llm-d.svc.cluster.local/v1"
+    llm_model: str = "Qwen/Qwen3-8B"
+    objective: str = Field("", description="x-gateway-inference-objective header; empty: not sent")
+    shard_seconds: int = Field(1800, ge=1)
+    max_shards: int = Field(64, ge=1, le=2000)
+    # Cluster shape (baked into the templates).
+    accelerator: str = Field("nvidia.com/mig-1g.10gb", description="extended resource for Whisper pods, or 'cpu'")
+    queue_name: str | None = Field("kubescribe-whisper", description="Kueue LocalQueue for Whisper pods; None: not queued")
+    priority_class: str | None = Field(None, description="Kueue WorkloadPriorityClass for Whisper pods")
+    parallelism: int = Field(8, ge=1, description="Whisper pods running at once")
+    summarize_concurrency: int = Field(4, ge=1)
+    context_tokens: int = Field(8192, ge=512)
+    max_output_tokens: int = Field(512, ge=16)
+    whisper_image: str = "ghcr.io/kubescribe/kubescribe-whisper:0.1.0"
+    steps_image: str = "ghcr.io/kubescribe/kubescribe:0.1.0"
+    whisper_cpu: str = "2"
+    whisper_memory: str = "8Gi"
+    steps_cpu: str = "500m"
+    steps_memory: str = "1Gi"
+    threads: int = Field(0, ge=0, description="torch CPU threads per Whisper process (0: torch default)")
+    transcribe_timeout: str = Field("6h", description="per attempt, includes time queued in Kueue (Pending)")
+    retries: int = Field(2, ge=0)
+    s3_endpoint: str | None = "http://minio.minio.svc.cluster.local:9000"
+    s3_secret: str | None = Field("kubescribe-s3", description="Secret with keys accesskey/secretkey; None: no S3 env")
+    llm_secret: str | None = Field(None, description="Secret with key api-key for the gateway; None: no auth")
+    service_account: str | None = "kubescribe-workflow"
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, v: str) -> str:
+        if not _ACCELERATOR.match(v):
+            raise ValueError(f"accelerator must be 'cpu', 'nvidia.com/gpu' or 'nvidia.com/mig-<g>g.<gb>gb', got {v!r}")
+        return v
+
+    @field_validator("queue_name", "priority_class", "name")
+    @classmethod
+    def _dns_label(cls, v: str | None) -> str | None:
+        if v is not None and (not _DNS_LABEL.match(v) or len(v) > 63):
+            raise ValueError(f"{v!r} is not a valid Kubernetes name (lowercase letters, digits, '-')")
+        return v
+
+    @field_validator("queue_name")
+    @classmethod
+    def _not_default_queue(cls, v: str | None) -> str | None:
+        # Kueue queues every unlabelled pod of a namespace that has a LocalQueue named "default".
+        if v == "default":
+            raise ValueError("do not name the LocalQueue 'default': Kueue would then queue every pod in the namespace")
+        return v
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.accelerator == "cpu" else "cuda"
