@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--input", required=True, help="input store: a directory or s3://bucket/prefix")
     sp.add_argument("--shard-seconds", type=float, default=1800, help="target audio seconds per shard")
     sp.add_argument("--max-shards", type=int, default=64)
+    sp.add_argument("--only-new", default="false", choices=["true", "false"],
+                    help="skip inputs whose (key, size, etag) already have finished outputs")
     sp.add_argument("--shards-file", help="write the JSON list of shard numbers here (an Argo output parameter)")
     sp.set_defaults(fn=cmd_plan)
 

@@ -48,6 +48,7 @@ RUN_PARAMETERS = (
     ("objective", "objective", "InferenceObjective name sent as x-gateway-inference-objective (empty: none)"),
     ("shard-seconds", "shard_seconds", "target seconds of audio per Whisper pod"),
     ("max-shards", "max_shards", "upper bound on the number of Whisper pods"),
+    ("only-new", "only_new", "true: plan only inputs not already processed (what a schedule wants)"),
 )
 
 
@@ -103,7 +104,7 @@ def _templates(settings: PipelineSettings) -> None:
         "plan",
         s.steps_image,
         ["plan", "--input", _p("input"), *_common_args(s), "--shard-seconds", _p("shard-seconds"),
-         "--max-shards", _p("max-shards"), "--shards-file", SHARDS_FILE],
+         "--max-shards", _p("max-shards"), "--only-new", _p("only-new"), "--shards-file", SHARDS_FILE],
         outputs=[Parameter(name="shards", value_from=m.ValueFrom(path=SHARDS_FILE))],
         resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
         retry_strategy=RetryStrategy(limit=s.retries, retry_policy="OnError"),
@@ -171,12 +172,16 @@ def _templates(settings: PipelineSettings) -> None:
         t_report.depends = "summarize.Succeeded || summarize.Failed || summarize.Errored"
 
 
+def _param_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _spec_kwargs(settings: PipelineSettings) -> dict[str, Any]:
     return dict(
         namespace=settings.namespace,
         entrypoint="main",
         arguments=[
-            Parameter(name=name, value=str(getattr(settings, field)), description=desc)
+            Parameter(name=name, value=_param_value(getattr(settings, field)), description=desc)
             for name, field, desc in RUN_PARAMETERS
         ],
         volumes=[EmptyDirVolume(name="tmp", size_limit="20Gi")],

@@ -33,6 +33,7 @@ class PipelineSettings(BaseModel):
     objective: str = Field("", description="x-gateway-inference-objective header; empty: not sent")
     shard_seconds: int = Field(1800, ge=1)
     max_shards: int = Field(64, ge=1, le=2000)
+    only_new: bool = Field(False, description="plan only inputs without a finished result (scheduled runs)")
     # Cluster shape (baked into the templates).
     accelerator: str = Field("nvidia.com/mig-1g.10gb", description="extended resource for Whisper pods, or 'cpu'")
     queue_name: str | None = Field("kubescribe-whisper", description="Kueue LocalQueue for Whisper pods; None: not queued")
