@@ -8,6 +8,7 @@ same arguments whisper uses.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -89,6 +90,8 @@ def load_audio(path: str, max_seconds: float | None = None) -> np.ndarray:
 
     Raises AudioError for empty files, non-audio data and files longer than ``max_seconds``.
     """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise AudioError("empty file (0 bytes)")
     cmd = [ffmpeg_exe(), "-nostdin", "-threads", "0", "-i", path]
     if max_seconds is not None:
         # Decode one second past the limit so we can tell "too long" from "exactly at the limit".

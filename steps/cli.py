@@ -28,10 +28,14 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from steps.plan import make_plan, write_plan
     from steps.store import open_store
 
-    plan = make_plan(open_store(a.input), a.output, a.run_id, shard_seconds=a.shard_seconds, max_shards=a.max_shards)
-    shards = write_plan(plan, open_store(a.output))
+    output_store = open_store(a.output)
+    plan = make_plan(open_store(a.input), a.output, a.run_id, shard_seconds=a.shard_seconds, max_shards=a.max_shards,
+                     only_new=a.only_new == "true", output_store=output_store)
+    shards = write_plan(plan, output_store)
     total = sum(f.duration_s or 0 for f in plan.files)
     print(f"planned {len(plan.files)} audio file(s), {total:.0f} s of audio, in {len(shards)} shard(s)")
+    if plan.already_processed:
+        print(f"skipped {plan.already_processed} input(s) already processed by earlier runs")
     for key in plan.ignored:
         print(f"ignored (not an audio file name): {key}")
     _write_output(a.shards_file, json.dumps(shards))

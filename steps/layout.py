@@ -8,6 +8,7 @@ summaries/<stem>.md                          LLM summary
 .kubescribe/runs/<run-id>/transcribe/<n>.json  per-shard results
 .kubescribe/runs/<run-id>/summarize.json     summarize results
 .kubescribe/cache/{transcripts,summaries}/<sha256>.json   work-avoidance markers, keyed by content + options
+.kubescribe/processed/<input key>.json       inputs that finished (both outputs), for scheduled "only new" runs
 ```
 A marker is written only after every output it names, so "marker present and outputs present" means done.
 """
@@ -53,3 +54,7 @@ def transcript_marker(cache_key: str) -> str:
 
 def summary_marker(cache_key: str) -> str:
     return f"{_META}/cache/summaries/{cache_key}.json"
+
+
+def processed(input_key: str) -> str:
+    return f"{_META}/processed/{input_key}.json"

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 
 from steps import layout
 from steps.audio import is_audio_name, probe_duration
-from steps.store import Store
+from steps.store import Obj, Store
 
 # Used only to estimate the duration of a file ffmpeg could not probe (it will most likely fail alone later).
 _ASSUMED_BYTES_PER_SECOND = 16_000  # 128 kbit/s
@@ -31,6 +31,7 @@ class PlannedFile:
     stem: str  # output name without extension, unique in the run
     size: int
     duration_s: float | None
+    fingerprint: str = ""
 
     @property
     def weight(self) -> float:
@@ -45,6 +46,7 @@ class Plan:
     files: list[PlannedFile]
     shards: list[list[int]]
     ignored: list[str] = field(default_factory=list)
+    already_processed: int = 0
     created: float = field(default_factory=time.time)
     version: int = 1
 
@@ -91,10 +93,17 @@ def make_plan(
     shard_seconds: float = 1800.0,
     max_shards: int = 64,
     probe_workers: int = 8,
+    only_new: bool = False,
+    output_store: Store | None = None,
 ) -> Plan:
-    objects = [o for o in input_store.list() if o.size >= 0]
+    objects = list(input_store.list())
     audio = [o for o in objects if is_audio_name(o.key)]
     ignored = [o.key for o in objects if not is_audio_name(o.key)]
+    n_listed = len(audio)
+    if only_new:
+        if output_store is None:
+            raise ValueError("only_new needs the output store")
+        audio = [o for o in audio if not is_processed(output_store, o)]
 
     def probe(key: str) -> float | None:
         return probe_duration(input_store.media_url(key))
@@ -104,7 +113,7 @@ def make_plan(
 
     stems = output_stems([o.key for o in audio])
     files = [
-        PlannedFile(index=i, input=o.key, stem=stem, size=o.size, duration_s=d)
+        PlannedFile(index=i, input=o.key, stem=stem, size=o.size, duration_s=d, fingerprint=o.fingerprint)
         for i, (o, stem, d) in enumerate(zip(audio, stems, durations, strict=True))
     ]
     total = sum(f.weight for f in files)
@@ -116,7 +125,17 @@ def make_plan(
         files=files,
         shards=balance([f.weight for f in files], n) if files else [],
         ignored=ignored,
+        already_processed=n_listed - len(audio),
     )
+
+
+def is_processed(output_store: Store, obj: Obj) -> bool:
+    """True when this exact input (same key, size and mtime/ETag) already finished in an earlier run."""
+    key = layout.processed(obj.key)
+    if not output_store.exists(key):
+        return False
+    entry = json.loads(output_store.read_text(key))
+    return entry.get("fingerprint") == obj.fingerprint and all(output_store.exists(k) for k in entry.get("outputs", []))
 
 
 def write_plan(plan: Plan, output_store: Store) -> list[str]:

@@ -64,8 +64,8 @@ def read_summary_records(store: Store, run_id: str) -> dict[str, SummaryRecord]:
     return {r["input"]: SummaryRecord(**r) for r in data["files"]}
 
 
-def build_report(store: Store, run_id: str) -> dict[str, Any]:
-    plan = read_plan(store, run_id)
+def build_report(store: Store, plan: Plan) -> dict[str, Any]:
+    run_id = plan.run_id
     transcripts = transcripts_by_input(store, plan)
     summaries = read_summary_records(store, run_id)
     summarize_meta = {}
@@ -132,6 +132,7 @@ def build_report(store: Store, run_id: str) -> dict[str, Any]:
             "summaries_cached": sum(bool(f["summary"] and f["summary"]["cached"]) for f in files),
             "audio_seconds": sum(f["duration_s"] or 0 for f in files),
             "shards": len(plan.shards),
+            "already_processed": plan.already_processed,
             "transcribe_rtf": busy_s / audio_s if audio_s else None,
             "model_load_s": [r.model_load_s for r in shard_results],
             "ttft_mean_s": statistics.fmean(ttfts) if ttfts else None,
@@ -144,9 +145,21 @@ def build_report(store: Store, run_id: str) -> dict[str, Any]:
 
 def run_step(output_url: str, run_id: str) -> dict[str, Any]:
     store = open_store(output_url)
-    report = build_report(store, run_id)
+    plan = read_plan(store, run_id)
+    report = build_report(store, plan)
     text = json.dumps(report, indent=2) + "\n"
     # The run's own copy survives later runs (a CronWorkflow writes report.json every time).
     store.write_text(f"{layout.run_prefix(run_id)}/report.json", text, "application/json")
     store.write_text(layout.REPORT, text, "application/json")
+    mark_processed(store, plan, report)
     return report
+
+
+def mark_processed(store: Store, plan: Plan, report: dict[str, Any]) -> None:
+    """Record finished inputs so a scheduled run with only-new skips them without downloading them again."""
+    fingerprints = {f.input: f.fingerprint for f in plan.files}
+    for f in report["files"]:
+        if f["status"] == "succeeded" and fingerprints.get(f["input"]):
+            entry = {"fingerprint": fingerprints[f["input"]], "run_id": plan.run_id,
+                     "outputs": [k for k in f["outputs"].values() if k]}
+            store.write_text(layout.processed(f["input"]), json.dumps(entry), "application/json")

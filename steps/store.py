@@ -30,6 +30,11 @@ class StoreError(RuntimeError):
 class Obj:
     key: str
     size: int
+    version: str = ""  # what changes when the content changes: mtime (local) or ETag (S3)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.size}:{self.version}"
 
 
 class Store:
@@ -88,19 +93,21 @@ class LocalStore(Store):
     def list(self, prefix: str = "") -> Iterator[Obj]:
         base = self.path(prefix) if prefix else self.root
         if base.is_file():
-            yield Obj(_clean_key(prefix), base.stat().st_size)
+            st = base.stat()
+            yield Obj(_clean_key(prefix), st.st_size, str(st.st_mtime_ns))
             return
         if not base.is_dir():
             if not self.root.is_dir():
                 raise StoreError(f"input directory does not exist: {self.root}")
             return
+        found = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith(".") or name.endswith(".tmp"):
-                    continue
-                p = Path(dirpath) / name
-                yield Obj(p.relative_to(self.root).as_posix(), p.stat().st_size)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            found += [Path(dirpath) / n for n in filenames if not n.startswith(".") and not n.endswith(".tmp")]
+        # Sorted by key, as S3 lists, so plans are the same whichever backend holds the audio.
+        for p in sorted(found, key=lambda p: p.relative_to(self.root).as_posix()):
+            st = p.stat()
+            yield Obj(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -220,7 +227,7 @@ class S3Store(Store):
                 rel = self._rel(o.object_name)
                 if any(part.startswith(".") for part in rel.split("/")):
                     continue
-                yield Obj(rel, o.size or 0)
+                yield Obj(rel, o.size or 0, (o.etag or "").strip('"'))
         except Exception as e:  # noqa: BLE001 - translated into a clear StoreError
             raise self._fail("list", prefix, e) from None
 

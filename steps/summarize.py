@@ -70,7 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version of the prompt texts below; the lead uses it in cache keys.
-PROMPT_VERSION = "2026-11-27.1"
+PROMPT_VERSION = "2026-11-27.2"
 
 #: Summary returned for an empty transcript (no LLM call is made).
 NO_SPEECH_TEXT = "No speech detected."
@@ -81,31 +81,26 @@ NO_SPEECH_TEXT = "No speech detected."
 # gateway's prefix-aware routing can reuse it. Only the short mode line and the
 # text differ, and they come last.
 
+# Prose instructions rather than a bullet list of rules: small models (SmolLM2)
+# tend to echo bullet lists back instead of summarizing.
 SYSTEM_PROMPT = (
-    "You are a precise assistant that summarizes transcripts of recorded speech "
-    "such as meetings, calls, interviews and talks. You only state facts that "
-    "appear in the text you are given."
+    "You are a helpful assistant that writes short, factual summaries of meeting "
+    "and speech transcripts."
 )
 
 INSTRUCTIONS = (
-    "Summarize the text below.\n"
-    "Rules:\n"
-    "- Write 3 to 6 short sentences in the language of the text.\n"
-    "- Cover the main topics, decisions, action items with their owners, and open questions.\n"
-    "- Do not invent names, numbers or dates.\n"
-    "- The text comes from automatic speech recognition and may contain errors; ignore filler words.\n"
-    "- Reply with the summary only, without a preamble."
+    "Summarize the following text in three to five sentences, in the language of the text. "
+    "Mention the main topics, decisions, and who will do what. The text comes from automatic "
+    "speech recognition and may contain errors. Do not add facts that are not in the text. "
+    "Reply with the summary only."
 )
 
 _MODE_HEADERS = {
     "full": "Transcript:\n",
-    "map": (
-        "The transcript is one excerpt of a longer recording. "
-        "Summarize only this excerpt.\n\nTranscript excerpt:\n"
-    ),
+    "map": "The text is one part of a longer transcript.\n\nTranscript part:\n",
     "reduce": (
-        "The text consists of summaries of consecutive excerpts of one recording. "
-        "Merge them into one summary of the whole recording.\n\nExcerpt summaries:\n"
+        "The text consists of summaries of consecutive parts of one transcript; "
+        "combine them into one summary.\n\nPart summaries:\n"
     ),
 }
 

@@ -209,8 +209,6 @@ def transcribe_file(
     t0 = time.perf_counter()
     try:
         with input_store.local_copy(f.input) as path:
-            if path.stat().st_size == 0:
-                raise AudioError("empty file (0 bytes)")
             res.sha256 = _sha256(path)
             key = cache_key(res.sha256, transcriber.model_id, transcriber.options)
             marker_key = layout.transcript_marker(key)

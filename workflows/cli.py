@@ -76,24 +76,28 @@ class _ProgressView:
 
 
 def _print_report(report: dict, out: str) -> None:
-    table = Table(title=f"kubescribe report ({report['run_id']})", show_lines=False)
-    for col in ("input", "status", "transcript", "summary", "audio s"):
-        table.add_column(col)
+    console_out = Console()
+    table = Table(title=f"kubescribe report ({report['run_id']})")
+    for col in ("input", "status", "audio s", "transcript", "summary"):
+        table.add_column(col, overflow="fold")
     for f in report["files"]:
         ok = f["status"] == "succeeded"
         table.add_row(
             f["input"],
             "[green]succeeded[/green]" if ok else "[red]failed[/red]",
-            f["outputs"]["txt"] or "-",
-            f["outputs"]["summary"] or (f["error"] or "-"),
             f"{f['duration_s']:.1f}" if f["duration_s"] else "-",
+            f["outputs"]["txt"] or "-",
+            f["outputs"]["summary"] or "-",
         )
-    Console().print(table)
+    console_out.print(table)
+    for f in report["files"]:
+        if f["error"]:
+            console_out.print(f"[red]failed[/red] {f['error']}")
     t = report["totals"]
     rtf = f", real-time factor {t['transcribe_rtf']:.3f}" if t["transcribe_rtf"] else ""
     ttft = f", mean TTFT {t['ttft_mean_s']:.2f} s" if t["ttft_mean_s"] else ""
-    Console().print(f"{t['succeeded']}/{t['files']} succeeded ({t['transcripts_cached']} transcripts reused){rtf}{ttft}")
-    Console().print(f"transcripts: {out}/transcripts/  summaries: {out}/summaries/  report: {out}/report.json")
+    console_out.print(f"{t['succeeded']}/{t['files']} succeeded ({t['transcripts_cached']} transcripts reused){rtf}{ttft}")
+    console_out.print(f"transcripts: {out}/transcripts/\nsummaries:   {out}/summaries/\nreport:      {out}/report.json")
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -144,6 +148,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             llm_model=llm_model or "default",
             shard_seconds=a.shard_seconds,
             max_shards=a.max_shards,
+            only_new=a.only_new,
             accelerator=accelerator,
             parallelism=a.parallelism,
             summarize_concurrency=a.concurrency,
@@ -182,6 +187,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     report = json.loads(store.read_text("report.json"))
     _print_report(report, out)
     if report["totals"]["files"] == 0:
+        if report["totals"]["already_processed"]:
+            console.print(f"nothing new: {report['totals']['already_processed']} input(s) were already processed")
+            return 0
         console.print(f"[yellow]no audio files found under {audio}[/yellow]")
         return 1
     return 0 if report["totals"]["failed"] == 0 else 1
@@ -212,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--concurrency", type=int, default=2, help="summaries in flight at once")
     r.add_argument("--shard-seconds", type=int, default=600, help="target audio seconds per Whisper task")
     r.add_argument("--max-shards", type=int, default=8)
+    r.add_argument("--only-new", action="store_true", help="skip inputs that finished in an earlier run into --out")
     r.add_argument("--parallelism", type=int, default=2, help="Whisper tasks running at once")
     r.add_argument("--threads", type=int, default=1, help="torch threads per Whisper task")
     r.add_argument("--accelerator", default="auto", help="auto (local GPUs if any, else CPU), cpu, or an extended resource name")

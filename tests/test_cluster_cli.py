@@ -1,0 +1,683 @@
+"""``kubescribe submit`` / ``templates install`` / ``doctor`` at the HTTP boundary.
+
+A real HTTP server on 127.0.0.1 (``http.server`` in a thread) records every request and replays responses shaped
+like the Argo Server's (gRPC-gateway JSON errors: ``{"code": 16, "message": ...}``) and the Kubernetes API's
+(``Status`` objects, CRDs, nodes, PartialObjectMetadata). hera's WorkflowsService, the kubernetes client (through a
+generated kubeconfig) and httpx talk to it over real sockets; nothing inside the code under test is patched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workflows.cluster import add_cluster_commands
+from workflows.cron import build_cron_workflow
+from workflows.pipeline import build_workflow, build_workflow_template
+from workflows.settings import PipelineSettings
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.argo-test-token-5f2c"
+K8S_TOKEN = "sha256~k8s-user-token-91ab"
+NS = "audio"
+
+# --- a recording HTTP server ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Response = tuple[int, Any]  # (status, JSON body or str)
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    responses: list[Response | Callable[[Request], Response]]
+
+    def next(self, req: Request) -> Response:
+        r = self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+        return r(req) if callable(r) else r
+
+
+@dataclass
+class FakeServer:
+    routes: list[Route] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def on(self, method: str, path: str, *responses: Response | Callable[[Request], Response]) -> None:
+        """Answer ``method path`` (a regex matched against the path without its query) with ``responses`` in
+        order, the last one repeating. Later registrations win, so a test can override a default route."""
+        self.routes.insert(0, Route(method, re.compile(path + r"$"), list(responses)))
+
+    def handle(self, req: Request) -> Response:
+        self.requests.append(req)
+        bare = req.path.split("?")[0]
+        for route in self.routes:
+            if route.method == req.method and route.pattern.match(bare):
+                return route.next(req)
+        self.unexpected.append(f"{req.method} {req.path}")
+        return 500, {"code": 2, "message": f"fake server: no route for {req.method} {req.path}"}
+
+    def sent(self, method: str, path: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and re.fullmatch(path, r.path.split("?")[0])]
+
+
+def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else None
+            status, payload = server.handle(Request(self.command, self.path, {k.title(): v for k, v in self.headers.items()}, body))
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def http() -> Iterator[tuple[FakeServer, str]]:
+    fake = FakeServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield fake, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    assert not fake.unexpected, f"requests nobody expected: {fake.unexpected}"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("ARGO_SERVER", "ARGO_TOKEN", "ARGO_NAMESPACE", "ARGO_SECURE", "ARGO_INSECURE_SKIP_VERIFY",
+                "LLM_API_KEY", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="kubescribe")
+    add_cluster_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    rc = args.fn(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert TOKEN not in out + err and TOKEN.split(".")[-1] not in out + err, "the token leaked into the output"
+    assert K8S_TOKEN not in out + err
+    return rc, out, err
+
+
+# --- recorded Argo Server responses -----------------------------------------------------------------------------
+
+
+def argo_error(code: int, message: str) -> dict:
+    """The Argo Server's error body (grpc-gateway): gRPC code + message."""
+    return {"code": code, "message": message}
+
+
+ALREADY_EXISTS = (409, argo_error(6, 'workflowtemplates.argoproj.io "kubescribe" already exists'))
+CRON_EXISTS = (409, argo_error(6, 'cronworkflows.argoproj.io "kubescribe" already exists'))
+UNAUTHORIZED = (401, argo_error(16, "token not valid. see https://argo-workflows.readthedocs.io/en/latest/faq/"))
+FORBIDDEN = (403, argo_error(7, 'workflowtemplates.argoproj.io is forbidden: User "system:serviceaccount:audio:ci" cannot '
+                                'create resource "workflowtemplates" in API group "argoproj.io" in the namespace "audio"'))
+TEMPLATE_NOT_FOUND = (404, argo_error(5, 'workflowtemplates.argoproj.io "kubescribe" not found'))
+
+
+def stored(manifest: dict, version: str = "48213") -> dict:
+    """What the Argo Server returns for a stored object: the manifest plus server-set metadata."""
+    out = copy.deepcopy(manifest)
+    out["metadata"].update(namespace=NS, uid="0b7c6c1e-5d0a-4a51-9a43-7f5d6b1c2e90", resourceVersion=version,
+                           generation=1, creationTimestamp="2026-11-27T09:58:12Z")
+    return out
+
+
+def echo_created(key: str) -> Callable[[Request], Response]:
+    return lambda req: (200, stored(req.json[key], "48100"))
+
+
+WF_NAME = "kubescribe-x7k2p"
+
+
+def submitted_workflow() -> dict:
+    return {
+        "metadata": {"name": WF_NAME, "generateName": "kubescribe-", "namespace": NS,
+                     "uid": "5e1d3c2b-1111-4a51-9a43-7f5d6b1c2e90", "resourceVersion": "50001",
+                     "creationTimestamp": "2026-11-27T10:00:00Z",
+                     "labels": {"workflows.argoproj.io/workflow-template": "kubescribe"}},
+        "spec": {"workflowTemplateRef": {"name": "kubescribe"}, "arguments": {}},
+        "status": {},
+    }
+
+
+def node(suffix: str, display: str, phase: str, started: str, message: str | None = None, type_: str = "Pod") -> dict:
+    n = {"id": f"{WF_NAME}-{suffix}", "name": f"{WF_NAME}.{display}", "displayName": display, "type": type_,
+         "templateName": display.split("(")[0], "phase": phase, "startedAt": started}
+    if message:
+        n["message"] = message
+    return n
+
+
+def workflow_status(phase: str, nodes: list[dict], progress: str, message: str | None = None) -> dict:
+    wf = submitted_workflow()
+    wf["status"] = {"phase": phase, "startedAt": "2026-11-27T10:00:01Z", "progress": progress,
+                    "nodes": {n["id"]: n for n in nodes}}
+    if message:
+        wf["status"]["message"] = message
+    return wf
+
+
+# --- templates install --------------------------------------------------------------------------------------------
+
+
+def test_templates_install_posts_the_rendered_manifest(http, capsys) -> None:
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflow-templates/{NS}", echo_created("template"))
+    rc, out, err = run_cli(["templates", "install", "--argo-server", url, "--token", TOKEN, "--namespace", NS], capsys)
+    assert rc == 0, err
+    [req] = fake.sent("POST", f"/api/v1/workflow-templates/{NS}")
+    assert req.json == {"template": build_workflow_template().to_dict()}
+    assert req.headers["Authorization"] == f"Bearer {TOKEN}"  # hera adds "Bearer " to a bare token
+    assert f"WorkflowTemplate kubescribe created in namespace {NS}: {url}/workflow-templates/{NS}/kubescribe" in out
+
+
+def test_templates_install_updates_on_conflict_with_the_current_resource_version(http, capsys) -> None:
+    fake, url = http
+    rendered = build_workflow_template().to_dict()
+    fake.on("POST", f"/api/v1/workflow-templates/{NS}", ALREADY_EXISTS)
+    fake.on("GET", f"/api/v1/workflow-templates/{NS}/kubescribe", (200, stored(rendered, "48213")))
+    fake.on("PUT", f"/api/v1/workflow-templates/{NS}/kubescribe", lambda req: (200, stored(req.json["template"], "48214")))
+    rc, out, err = run_cli(["templates", "install", "--argo-server", url, "--token", TOKEN, "-n", NS], capsys)
+    assert rc == 0, err
+    assert [f"{r.method} {r.path.split('?')[0]}" for r in fake.requests] == [
+        f"POST /api/v1/workflow-templates/{NS}", f"GET /api/v1/workflow-templates/{NS}/kubescribe",
+        f"PUT /api/v1/workflow-templates/{NS}/kubescribe"]
+    expected = copy.deepcopy(rendered)
+    expected["metadata"]["resourceVersion"] = "48213"
+    assert fake.sent("PUT", f"/api/v1/workflow-templates/{NS}/kubescribe")[0].json == {"template": expected}
+    assert "WorkflowTemplate kubescribe updated" in out
+
+
+def test_templates_install_with_cron_creates_or_updates_the_cron_workflow(http, capsys) -> None:
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflow-templates/{NS}", echo_created("template"))
+    fake.on("POST", f"/api/v1/cron-workflows/{NS}", CRON_EXISTS)
+    cron = build_cron_workflow(PipelineSettings(), schedules=["0 * * * *"]).to_dict()  # the helper module's manifest
+    fake.on("GET", f"/api/v1/cron-workflows/{NS}/kubescribe", (200, stored(cron, "777")))
+    fake.on("PUT", f"/api/v1/cron-workflows/{NS}/kubescribe", lambda req: (200, stored(req.json["cronWorkflow"], "778")))
+    rc, out, err = run_cli(["templates", "install", "--argo-server", url, "--token", TOKEN, "-n", NS,
+                            "--cron", "0 * * * *"], capsys)
+    assert rc == 0, err
+    [post] = fake.sent("POST", f"/api/v1/cron-workflows/{NS}")
+    assert post.json == {"cronWorkflow": cron}
+    assert post.json["cronWorkflow"]["spec"]["schedules"] == ["0 * * * *"]
+    assert post.json["cronWorkflow"]["kind"] == "CronWorkflow"
+    [put] = fake.sent("PUT", f"/api/v1/cron-workflows/{NS}/kubescribe")
+    assert put.json["cronWorkflow"]["metadata"]["resourceVersion"] == "777"
+    assert f"CronWorkflow kubescribe updated in namespace {NS} (0 * * * *): {url}/cron-workflows/{NS}/kubescribe" in out
+
+
+def test_templates_install_uses_settings_file_and_flags(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflow-templates/{NS}", echo_created("template"))
+    settings_file = tmp_path / "cluster.yaml"
+    settings_file.write_text("name: transcripts\nwhisper-image: registry.local/kubescribe-whisper:0.1.0\nparallelism: 3\n")
+    rc, _, err = run_cli(["templates", "install", "--argo-server", url, "-n", NS, "--settings", str(settings_file),
+                          "--queue", "gpu-small", "--accelerator", "nvidia.com/mig-3g.40gb"], capsys)
+    assert rc == 0, err
+    expected = PipelineSettings(name="transcripts", whisper_image="registry.local/kubescribe-whisper:0.1.0",
+                                parallelism=3, queue_name="gpu-small", accelerator="nvidia.com/mig-3g.40gb")
+    assert fake.requests[0].json == {"template": build_workflow_template(expected).to_dict()}
+    assert "Authorization" not in fake.requests[0].headers  # no token given: none sent (server auth mode)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--cron", "every hour"], "is not a cron schedule"),
+        (["--queue", "default"], "do not name the LocalQueue 'default'"),
+        (["--accelerator", "gpu please"], "accelerator must be"),
+    ],
+)
+def test_templates_install_rejects_bad_input_before_any_request(http, capsys, argv, message) -> None:
+    fake, url = http
+    rc, out, err = run_cli(["templates", "install", "--argo-server", url, *argv], capsys)
+    assert rc == 2 and not fake.requests
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_settings_file_errors_are_one_line(http, capsys, tmp_path: Path) -> None:
+    _, url = http
+    bad = tmp_path / "s.yaml"
+    bad.write_text("no_such_field: 1\n")
+    rc, _, err = run_cli(["templates", "install", "--argo-server", url, "--settings", str(bad)], capsys)
+    assert rc == 2 and "invalid settings" in err and "no_such_field" in err and err.count("\n") == 1
+    rc, _, err = run_cli(["templates", "install", "--argo-server", url, "--settings", str(tmp_path / "missing.yaml")], capsys)
+    assert rc == 2 and "cannot read settings file" in err
+
+
+# --- submit -------------------------------------------------------------------------------------------------------
+
+
+def test_submit_sends_parameters_and_prints_name_and_link(http, capsys, monkeypatch) -> None:
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflows/{NS}/submit", (200, submitted_workflow()))
+    monkeypatch.setenv("ARGO_SERVER", url)  # flags fall back to the argo CLI's environment
+    monkeypatch.setenv("ARGO_TOKEN", TOKEN)
+    monkeypatch.setenv("ARGO_NAMESPACE", NS)
+    rc, out, err = run_cli(["submit", "-p", "input=s3://audio/2026-11", "-p", "whisper-model=small"], capsys)
+    assert rc == 0, err
+    [req] = fake.sent("POST", f"/api/v1/workflows/{NS}/submit")
+    assert req.json == {"namespace": NS, "resourceKind": "WorkflowTemplate", "resourceName": "kubescribe",
+                        "submitOptions": {"parameters": ["input=s3://audio/2026-11", "whisper-model=small"]}}
+    assert req.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert out.splitlines() == [f"workflow {WF_NAME} submitted in namespace {NS}", f"{url}/workflows/{NS}/{WF_NAME}"]
+
+
+def test_submit_keeps_an_explicit_bearer_prefix(http, capsys) -> None:
+    fake, url = http
+    fake.on("POST", "/api/v1/workflows/default/submit", (200, submitted_workflow()))
+    rc, _, err = run_cli(["submit", "--argo-server", url + "/", "--token", f"Bearer {TOKEN}"], capsys)
+    assert rc == 0, err
+    assert fake.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert fake.requests[0].json["namespace"] == "default" and "submitOptions" not in fake.requests[0].json
+
+
+def test_submit_inline_creates_the_pipeline_workflow(http, capsys) -> None:
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflows/{NS}", lambda req: (200, {**submitted_workflow(), "spec": req.json["workflow"]["spec"]}))
+    rc, out, err = run_cli(["submit", "--inline", "--argo-server", url, "--token", TOKEN, "-n", NS,
+                            "-p", "max-shards=4", "-p", "output=s3://audio/out"], capsys)
+    assert rc == 0, err
+    [req] = fake.sent("POST", f"/api/v1/workflows/{NS}")
+    expected = build_workflow(PipelineSettings(max_shards=4, output="s3://audio/out")).to_dict()
+    assert req.json == {"workflow": expected}
+    params = {p["name"]: p["value"] for p in req.json["workflow"]["spec"]["arguments"]["parameters"]}
+    assert params["max-shards"] == "4" and params["output"] == "s3://audio/out"
+    assert f"{url}/workflows/{NS}/{WF_NAME}" in out
+
+
+def test_submit_rejects_unknown_or_malformed_parameters(http, capsys) -> None:
+    fake, url = http
+    rc, _, err = run_cli(["submit", "--argo-server", url, "-p", "imput=s3://x"], capsys)
+    assert rc == 2 and "unknown parameter 'imput'" in err and "input" in err
+    rc, _, err = run_cli(["submit", "--argo-server", url, "-p", "input"], capsys)
+    assert rc == 2 and "key=value" in err
+    rc, _, err = run_cli(["submit", "--inline", "--argo-server", url, "-p", "max-shards=lots"], capsys)
+    assert rc == 2 and "max_shards" in err
+    assert not fake.requests
+
+
+@pytest.mark.parametrize(("final", "rc_expected"), [("Succeeded", 0), ("Failed", 1)])
+def test_submit_wait_streams_node_progress_and_exits_by_phase(http, capsys, final, rc_expected) -> None:
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflows/{NS}/submit", (200, submitted_workflow()))
+    plan_ok = node("1", "plan", "Succeeded", "2026-11-27T10:00:02Z")
+    dag = node("0", WF_NAME, "Running", "2026-11-27T10:00:01Z", type_="DAG")
+    t0 = node("2", "transcribe(0:0)", "Running", "2026-11-27T10:01:00Z")
+    t0_end = node("2", "transcribe(0:0)", "Succeeded" if final == "Succeeded" else "Failed", "2026-11-27T10:01:00Z",
+                  None if final == "Succeeded" else "OOMKilled (exit code 137)")
+    summ = node("3", "summarize", "Succeeded", "2026-11-27T10:05:00Z")
+    fake.on("GET", f"/api/v1/workflows/{NS}/{WF_NAME}",
+            (200, workflow_status("Pending", [], "0/0")),
+            (200, workflow_status("Running", [dag, plan_ok], "1/2")),
+            (200, workflow_status("Running", [dag, plan_ok, t0], "1/2")),
+            (200, workflow_status(final, [dag, plan_ok, t0_end, summ], "3/3" if final == "Succeeded" else "2/3",
+                                  None if final == "Succeeded" else "child 'kubescribe-x7k2p-2' failed")))
+    rc, out, err = run_cli(["submit", "--argo-server", url, "--token", TOKEN, "-n", NS, "--wait",
+                            "--poll-interval", "0.01"], capsys)
+    assert rc == rc_expected, err
+    lines = out.splitlines()
+    assert lines[:2] == [f"workflow {WF_NAME} submitted in namespace {NS}", f"{url}/workflows/{NS}/{WF_NAME}"]
+    steps = [ln.split() for ln in lines if ln.startswith("  ")]
+    assert [s[:2] for s in steps][:3] == [["plan", "Succeeded"], ["transcribe(0:0)", "Running"],
+                                          ["transcribe(0:0)", final if final == "Succeeded" else "Failed:"]]
+    assert not any(WF_NAME == s[0] for s in steps), "only pods are streamed, not the DAG node"
+    assert "progress 1/2" in lines
+    assert lines[-1].startswith(f"workflow {WF_NAME} {final}")
+    if final == "Failed":
+        assert "OOMKilled" in out
+
+
+SUBMIT = ["submit", "--token", TOKEN, "-n", NS]
+INSTALL = ["templates", "install", "--token", TOKEN, "-n", NS]
+
+
+@pytest.mark.parametrize(
+    ("argv", "method", "path", "response", "expected"),
+    [
+        (SUBMIT, "POST", f"/api/v1/workflows/{NS}/submit", UNAUTHORIZED,
+         ["401 Unauthorized", "token is missing or expired", "--token", "ARGO_TOKEN"]),
+        (SUBMIT, "POST", f"/api/v1/workflows/{NS}/submit", (403, argo_error(7, f'... "audio" (token was {TOKEN})')),
+         ["403 Forbidden", "RBAC", "service account", "lacks permission", f"namespace {NS}"]),
+        (SUBMIT, "POST", f"/api/v1/workflows/{NS}/submit", TEMPLATE_NOT_FOUND,
+         ["404", f"namespace {NS} or WorkflowTemplate kubescribe not found", "kubescribe templates install"]),
+        (INSTALL, "POST", f"/api/v1/workflow-templates/{NS}", FORBIDDEN,
+         ["403 Forbidden", "RBAC", "workflowtemplates.argoproj.io (create, get, update)"]),
+        (INSTALL, "POST", f"/api/v1/workflow-templates/{NS}", UNAUTHORIZED, ["401 Unauthorized", "expired"]),
+        (INSTALL, "POST", f"/api/v1/workflow-templates/{NS}", (404, "404 page not found\n"),
+         ["404", f"namespace {NS} does not exist", "--argo-server"]),
+        (SUBMIT, "POST", f"/api/v1/workflows/{NS}/submit", (400, "Client sent an HTTP request to an HTTPS server.\n"),
+         ["speaks HTTPS", "--argo-server https://"]),
+        (SUBMIT, "POST", f"/api/v1/workflows/{NS}/submit", (200, "<!doctype html><title>Argo</title>"),
+         ["not Argo Server API JSON"]),
+    ],
+    ids=["submit-401", "submit-403", "submit-404", "install-403", "install-401", "install-404", "http-to-https", "html"],
+)
+def test_argo_errors_are_one_clear_line(http, capsys, argv, method, path, response, expected) -> None:
+    fake, url = http
+    fake.on(method, path, response)
+    rc, out, err = run_cli([*argv, "--argo-server", url], capsys)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert url in err  # names the server
+    for fragment in expected:
+        assert fragment in err, err
+
+
+@pytest.mark.parametrize("argv", [SUBMIT, INSTALL, [*SUBMIT, "--wait"]])
+def test_connection_refused_names_the_server(capsys, argv) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    rc, out, err = run_cli([*argv, "--argo-server", url], capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert f"cannot reach the Argo Server at {url} (connection refused)" in err and "port-forward" in err
+    assert time.monotonic() - t0 < 5
+
+
+def test_missing_server_says_how_to_give_one(capsys) -> None:
+    rc, _, err = run_cli(["submit"], capsys)
+    assert rc == 2 and "--argo-server" in err and "ARGO_SERVER" in err
+
+
+def test_argo_cli_style_host_port_means_https(capsys, monkeypatch) -> None:
+    # ARGO_SERVER=host:port as the argo CLI uses it → https://; here nothing listens with TLS, so it must say so.
+    monkeypatch.setenv("ARGO_SERVER", f"127.0.0.1:{_closed_port()}")
+    rc, _, err = run_cli(["submit", "--token", TOKEN], capsys)
+    assert rc == 2 and "https://127.0.0.1:" in err
+
+
+# --- doctor -------------------------------------------------------------------------------------------------------
+
+
+def crd(plural: str, group: str, kind: str, versions: list[str]) -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}", "resourceVersion": "901", "uid": "c0ffee00-0000-4000-8000-000000000001"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "versions": [{"name": v, "served": True, "storage": i == len(versions) - 1,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+                         for i, v in enumerate(versions)],
+        },
+    }
+
+
+def k8s_status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+def k8s_not_found(resource: str, name: str) -> tuple[int, dict]:
+    return 404, k8s_status(404, "NotFound", f'{resource} "{name}" not found')
+
+
+VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.2", "gitCommit": "a57b6f7709f6c2722b92f07b8b4c48210a51fc40",
+           "gitTreeState": "clean", "buildDate": "2025-06-17T18:34:39Z", "goVersion": "go1.24.4", "compiler": "gc",
+           "platform": "linux/amd64"}
+
+
+def gpu_node(name: str, allocatable: dict[str, str]) -> dict:
+    base = {"cpu": "63500m", "memory": "1031571084Ki", "pods": "250", "ephemeral-storage": "846324950Ki"}
+    return {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"allocatable": {**base, **allocatable}, "capacity": {**base, **allocatable}}}
+
+
+NODES = {"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "1200"},
+         "items": [gpu_node("cpu-worker-0", {}),
+                   gpu_node("gpu-h100-a", {"mig.das.com/1g.10gb": "7", "mig.das.com/3g.40gb": "2", "nvidia.com/gpu": "0"})]}
+
+LOCAL_QUEUE = {
+    "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+    "metadata": {"name": "kubescribe-whisper", "namespace": NS, "resourceVersion": "3344"},
+    "spec": {"clusterQueue": "whisper-cq"},
+    "status": {"conditions": [{"type": "Active", "status": "True", "reason": "Ready", "message": "Can submit new workloads to localQueue",
+                               "lastTransitionTime": "2026-11-20T08:00:00Z"}], "pendingWorkloads": 0, "admittedWorkloads": 0},
+}
+
+SECRET_METADATA = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                   "metadata": {"name": "kubescribe-s3", "namespace": NS, "uid": "9d0c1b2a-0000-4000-8000-000000000002",
+                                "resourceVersion": "5521", "creationTimestamp": "2026-11-01T12:00:00Z"}}
+
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+LQ_PATH = f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NS}/localqueues/kubescribe-whisper"
+SECRET_PATH = f"/api/v1/namespaces/{NS}/secrets/kubescribe-s3"
+
+
+def healthy_cluster(fake: FakeServer) -> None:
+    """A namespace where everything kubescribe needs is in place (DAS MIG node, Kueue v0.19, Argo v4)."""
+    fake.on("GET", "/version/?", (200, VERSION))
+    fake.on("GET", CRD_PATH + "workflowtemplates.argoproj.io", (200, crd("workflowtemplates", "argoproj.io", "WorkflowTemplate", ["v1alpha1"])))
+    fake.on("GET", CRD_PATH + "workflows.argoproj.io", (200, crd("workflows", "argoproj.io", "Workflow", ["v1alpha1"])))
+    fake.on("GET", CRD_PATH + "cronworkflows.argoproj.io", (200, crd("cronworkflows", "argoproj.io", "CronWorkflow", ["v1alpha1"])))
+    fake.on("GET", CRD_PATH + "localqueues.kueue.x-k8s.io", (200, crd("localqueues", "kueue.x-k8s.io", "LocalQueue", ["v1beta1", "v1beta2"])))
+    fake.on("GET", LQ_PATH, (200, LOCAL_QUEUE))
+    fake.on("GET", "/api/v1/nodes", (200, NODES))
+    fake.on("GET", SECRET_PATH, (200, SECRET_METADATA))
+    fake.on("GET", "/v1/models", (200, {"object": "list", "data": [{"id": "Qwen/Qwen3-8B", "object": "model", "owned_by": "vllm"}]}))
+
+
+def kubeconfig(tmp_path: Path, server: str, namespace: str = NS) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": K8S_TOKEN}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "me", "namespace": namespace}}],
+    }))
+    return path
+
+
+def doctor(capsys, tmp_path: Path, url: str, *extra: str, llm_url: str | None = None) -> tuple[int, dict[str, str], str]:
+    rc, out, err = run_cli(["doctor", "--kubeconfig", str(kubeconfig(tmp_path, url)), "--llm-url", llm_url or f"{url}/v1",
+                            *extra], capsys)
+    states = {}
+    for line in out.splitlines():
+        m = re.match(r"(PASS|FAIL|SKIP)\s+(.+?)\s{2,}", line)
+        if m:
+            states[m.group(2)] = m.group(1)
+    return rc, states, out
+
+
+ALL_CHECKS = ["Kubernetes API", "Argo Workflows CRDs", "Kueue CRDs", "Kueue LocalQueue", "GPU resource", "MinIO Secret", "LLM gateway"]
+
+
+def test_doctor_passes_on_a_ready_namespace(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    rc, states, out = doctor(capsys, tmp_path, url)
+    assert rc == 0, out
+    assert states == {name: "PASS" for name in ALL_CHECKS}
+    assert "mig.das.com/1g.10gb" in out and "gpu-h100-a" in out  # DAS's name accepted for nvidia.com/mig-1g.10gb
+    assert "7/7 checks passed" in out
+    k8s = [r for r in fake.requests if r.path != "/v1/models"]
+    assert [r.path for r in k8s if r.headers.get("Authorization") != f"Bearer {K8S_TOKEN}"] == []
+    assert NS in out  # the kubeconfig context's namespace is used
+    [secret] = fake.sent("GET", SECRET_PATH)
+    assert "as=PartialObjectMetadata" in secret.headers["Accept"]  # metadata only: the data is never requested
+    assert all(r.method == "GET" for r in fake.requests)  # doctor only reads
+
+
+@pytest.mark.parametrize(
+    ("failing", "setup", "fragments"),
+    [
+        ("Argo Workflows CRDs", lambda f: f.on("GET", CRD_PATH + "workflowtemplates.argoproj.io",
+                                              k8s_not_found("customresourcedefinitions.apiextensions.k8s.io", "workflowtemplates.argoproj.io")),
+         ["workflowtemplates.argoproj.io", "install Argo Workflows"]),
+        ("Kueue CRDs", lambda f: f.on("GET", CRD_PATH + "localqueues.kueue.x-k8s.io",
+                                     (200, crd("localqueues", "kueue.x-k8s.io", "LocalQueue", ["v1beta1"]))),
+         ["not v1beta2", "upgrade Kueue"]),
+        ("Kueue LocalQueue", lambda f: f.on("GET", LQ_PATH, k8s_not_found("localqueues.kueue.x-k8s.io", "kubescribe-whisper")),
+         [f"LocalQueue {NS}/kubescribe-whisper not found", "kind: LocalQueue"]),
+        ("Kueue LocalQueue", lambda f: f.on("GET", LQ_PATH, (200, {**LOCAL_QUEUE, "status": {"conditions": [
+            {"type": "Active", "status": "False", "reason": "ClusterQueueDoesNotExist", "message": "Can't submit new workloads to clusterQueue",
+             "lastTransitionTime": "2026-11-20T08:00:00Z"}]}})),
+         ["not active", "kubectl get clusterqueue whisper-cq"]),
+        ("GPU resource", lambda f: f.on("GET", "/api/v1/nodes", (200, {**NODES, "items": [
+            gpu_node("gpu-h200-a", {"mig.das.com/1g.18gb": "7", "mig.das.com/3g.71gb": "2"})]})),
+         ["no node has nvidia.com/mig-1g.10gb or mig.das.com/1g.10gb", "nvidia.com/mig-1g.18gb", "--accelerator"]),
+        ("MinIO Secret", lambda f: f.on("GET", SECRET_PATH, k8s_not_found("secrets", "kubescribe-s3")),
+         [f"Secret {NS}/kubescribe-s3 not found", "create secret generic kubescribe-s3"]),
+        ("MinIO Secret", lambda f: f.on("GET", SECRET_PATH, (403, k8s_status(403, "Forbidden", 'secrets "kubescribe-s3" is forbidden'))),
+         ["no permission", "auth can-i get secret/kubescribe-s3"]),
+        ("LLM gateway", lambda f: f.on("GET", "/v1/models", (503, "no healthy upstream")),
+         ["503", "InferencePool"]),
+    ],
+    ids=["argo-missing", "kueue-too-old", "queue-missing", "queue-inactive", "no-such-mig", "secret-missing",
+         "secret-forbidden", "gateway-503"],
+)
+def test_doctor_fails_exactly_the_broken_check(http, capsys, tmp_path: Path, failing, setup, fragments) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    setup(fake)
+    rc, states, out = doctor(capsys, tmp_path, url)
+    assert rc == 2
+    expected = {name: "PASS" for name in ALL_CHECKS}
+    expected[failing] = "FAIL"
+    if failing == "Kueue CRDs":
+        expected["Kueue LocalQueue"] = "SKIP"
+    assert states == expected, out
+    assert "fix: " in out
+    for fragment in fragments:
+        assert fragment in out, out
+
+
+def test_doctor_falls_back_to_discovery_when_crds_are_forbidden(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    forbidden = (403, k8s_status(403, "Forbidden", "customresourcedefinitions.apiextensions.k8s.io is forbidden"))
+    fake.on("GET", CRD_PATH + ".*", forbidden)
+    fake.on("GET", "/apis", (200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": "argoproj.io", "versions": [{"groupVersion": "argoproj.io/v1alpha1", "version": "v1alpha1"}],
+         "preferredVersion": {"groupVersion": "argoproj.io/v1alpha1", "version": "v1alpha1"}},
+        {"name": "kueue.x-k8s.io", "versions": [{"groupVersion": "kueue.x-k8s.io/v1beta2", "version": "v1beta2"},
+                                                 {"groupVersion": "kueue.x-k8s.io/v1beta1", "version": "v1beta1"}],
+         "preferredVersion": {"groupVersion": "kueue.x-k8s.io/v1beta2", "version": "v1beta2"}}]}))
+
+    def resources(group_version: str, names: list[str]) -> tuple[int, dict]:
+        return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                     "resources": [{"name": n, "namespaced": True, "kind": n.title(), "verbs": ["get", "list"]} for n in names]}
+
+    fake.on("GET", "/apis/argoproj.io/v1alpha1", resources("argoproj.io/v1alpha1", ["workflows", "workflowtemplates", "cronworkflows"]))
+    fake.on("GET", "/apis/kueue.x-k8s.io/v1beta2", resources("kueue.x-k8s.io/v1beta2", ["localqueues", "clusterqueues"]))
+    fake.on("GET", "/apis/kueue.x-k8s.io/v1beta1", resources("kueue.x-k8s.io/v1beta1", ["localqueues", "clusterqueues"]))
+    rc, states, out = doctor(capsys, tmp_path, url)
+    assert rc == 0, out
+    assert "via API discovery" in out
+
+
+def test_doctor_accepts_whole_gpus_and_cpu(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    fake.on("GET", "/api/v1/nodes", (200, {**NODES, "items": [gpu_node("gpu-l4-0", {"nvidia.com/gpu": "1"})]}))
+    rc, states, out = doctor(capsys, tmp_path, url, "--accelerator", "nvidia.com/gpu")
+    assert rc == 0 and "gpu-l4-0 (nvidia.com/gpu: 1)" in out
+    rc, states, out = doctor(capsys, tmp_path, url, "--accelerator", "cpu", "--queue", "", "--s3-secret", "")
+    assert rc == 0 and states["GPU resource"] == "PASS" and "no GPU resource needed" in out
+
+
+def test_doctor_never_prints_secret_data(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    # A server (or proxy) that ignores the metadata-only Accept header and returns the whole Secret.
+    full = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": SECRET_METADATA["metadata"],
+            "data": {"accesskey": "bWluaW9hZG1pbg==", "secretkey": "c3VwZXItc2VjcmV0LWtleQ=="}}
+    fake.on("GET", SECRET_PATH, (200, full))
+    rc, states, out = doctor(capsys, tmp_path, url)
+    assert rc == 0 and states["MinIO Secret"] == "PASS"
+    assert "bWluaW9hZG1pbg" not in out and "c3VwZXItc2VjcmV0" not in out and "super-secret" not in out
+
+
+def test_doctor_unreachable_api_server_skips_cluster_checks(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    fake.on("GET", "/v1/models", (200, {"object": "list", "data": [{"id": "Qwen/Qwen3-8B"}]}))
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    rc, out, err = run_cli(["doctor", "--kubeconfig", str(kubeconfig(tmp_path, dead)), "--llm-url", f"{url}/v1"], capsys)
+    assert rc == 2 and time.monotonic() - t0 < 10
+    assert re.search(rf"FAIL\s+Kubernetes API\s+cannot reach the Kubernetes API at {dead} \(connection refused\)", out)
+    assert out.count("SKIP") == 4 and re.search(r"PASS\s+LLM gateway", out)
+
+
+def test_doctor_expired_credentials(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    fake.on("GET", "/version/?", (401, k8s_status(401, "Unauthorized", "Unauthorized")))
+    rc, states, out = doctor(capsys, tmp_path, url)
+    assert rc == 2 and states["Kubernetes API"] == "FAIL" and "rejected the credentials (401)" in out
+    assert "expired" in out
+
+
+def test_doctor_gateway_refused_and_outside_cluster_hint(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    dead = f"http://127.0.0.1:{_closed_port()}/v1"
+    rc, states, out = doctor(capsys, tmp_path, url, llm_url=dead)
+    assert rc == 2 and states["LLM gateway"] == "FAIL"
+    assert f"GET {dead}/models: connection refused" in out and "port-forward" in out
+
+
+def test_doctor_without_kubeconfig_is_a_failed_check_not_a_traceback(capsys, tmp_path: Path) -> None:
+    rc, out, err = run_cli(["doctor", "--kubeconfig", str(tmp_path / "nope"), "--llm-url", f"http://127.0.0.1:{_closed_port()}/v1"], capsys)
+    assert rc == 2 and re.search(r"FAIL\s+Kubernetes API\s+kubeconfig .*nope does not exist", out)
+
+
+def test_doctor_namespace_flag_and_settings(http, capsys, tmp_path: Path) -> None:
+    fake, url = http
+    healthy_cluster(fake)
+    fake.on("GET", "/apis/kueue.x-k8s.io/v1beta2/namespaces/batch/localqueues/q1", (200, {**LOCAL_QUEUE, "metadata": {"name": "q1", "namespace": "batch"}}))
+    fake.on("GET", "/api/v1/namespaces/batch/secrets/minio-creds", (200, SECRET_METADATA))
+    settings = tmp_path / "s.yaml"
+    settings.write_text("queue_name: q1\ns3_secret: minio-creds\n")
+    rc, states, out = doctor(capsys, tmp_path, url, "--namespace", "batch", "--settings", str(settings))
+    assert rc == 0, out
+    assert "LocalQueue batch/q1 exists" in out

@@ -1,0 +1,64 @@
+"""Golden files: workflows/pipeline.yaml and workflows/cron.yaml are the YAML of the modules' ``w`` objects.
+
+Like hera's tests/test_examples.py: a change to the builders shows up as a reviewed diff of the committed YAML.
+Regenerate with ``KUBESCRIBE_REGENERATE=1 pytest tests/test_golden.py`` (never done when ``CI`` is set).
+Both files are also validated against the Argo v4.1.2 JSON schema (strict: unknown keys rejected).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflows.render import to_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = [("workflows.pipeline", ROOT / "workflows" / "pipeline.yaml"), ("workflows.cron", ROOT / "workflows" / "cron.yaml")]
+REGENERATE = os.environ.get("KUBESCRIBE_REGENERATE") == "1" and not os.environ.get("CI")
+
+
+def _load_validate():
+    name = "kubescribe_tests_schema_validate"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "schemas" / "validate.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.mark.parametrize("module,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
+def test_golden_yaml(module: str, path: Path):
+    obj = importlib.import_module(module).w.to_dict()
+    if REGENERATE:
+        path.write_text(to_yaml(obj))
+    assert path.exists(), f"{path.name} is missing: run KUBESCRIBE_REGENERATE=1 pytest {Path(__file__).name}"
+    committed = yaml.safe_load(path.read_text())
+    assert obj == committed, (
+        f"{module}.w differs from {path.relative_to(ROOT)}; if the change is intended, regenerate with "
+        f"KUBESCRIBE_REGENERATE=1 pytest tests/test_golden.py and review the diff"
+    )
+
+
+@pytest.mark.parametrize("module,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
+def test_golden_yaml_is_valid_argo(module: str, path: Path):
+    validate = _load_validate()
+    obj = yaml.safe_load(path.read_text())
+    errors = validate.validation_errors(obj, strict=True, argo_version="v4.1.2")
+    assert not errors, "\n".join(errors)
+
+
+def test_render_writes_the_cron_workflow_too(tmp_path: Path):
+    from workflows.render import render_all
+
+    names = sorted(p.name for p in render_all(tmp_path))
+    assert names == ["cronworkflow.yaml", "workflowtemplate.yaml"]
+    cron = yaml.safe_load((tmp_path / "cronworkflow.yaml").read_text())
+    assert cron["spec"]["workflowSpec"]["workflowTemplateRef"]["name"] == yaml.safe_load(
+        (tmp_path / "workflowtemplate.yaml").read_text())["metadata"]["name"]

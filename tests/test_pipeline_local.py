@@ -1,0 +1,140 @@
+"""End to end: `kubescribe run` compiles the hera DAG and the local runner executes it, with real Whisper weights,
+a real llama.cpp server and (for the S3 case) a real S3-protocol server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from tests.conftest import _ROOT, FIXTURES, SAMPLES, make_bucket
+
+SPEECH = FIXTURES / "speech"
+BAD = FIXTURES / "bad"
+GOOD = {"weather.wav", "budget.flac", "launch.mp3", "nested/stereo.ogg", "jfk.flac", "silence.flac"}
+BROKEN = {"corrupt.wav", "empty.wav", "notes.mp3"}
+
+
+def kubescribe(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workflows.cli", *args],
+        cwd=_ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def mixed_folder(root: Path) -> Path:
+    src = root / "recordings"
+    (src / "nested").mkdir(parents=True)
+    for name in ("weather.wav", "budget.flac", "launch.mp3"):
+        shutil.copy(SPEECH / name, src / name)
+    shutil.copy(SPEECH / "stereo.ogg", src / "nested" / "stereo.ogg")
+    shutil.copy(SAMPLES / "jfk.flac", src / "jfk.flac")
+    for name in ("silence.flac", *BROKEN):
+        shutil.copy(BAD / name, src / name)
+    (src / "agenda.txt").write_text("not audio, not an input")
+    return src
+
+
+def check_contract(report: dict, out_exists) -> dict[str, dict]:
+    files = {f["input"]: f for f in report["files"]}
+    assert len(files) == len(report["files"]), "every input exactly once"
+    for f in report["files"]:
+        assert f["status"] in ("succeeded", "failed")
+        assert (f["error"] is None) == (f["status"] == "succeeded")
+        assert set(f["outputs"]) == {"txt", "srt", "vtt", "json", "summary"}
+        for rel in filter(None, f["outputs"].values()):
+            assert not rel.startswith("/") and out_exists(rel), rel
+    return files
+
+
+@pytest.mark.llm
+def test_run_mixed_folder_end_to_end_then_resume(tmp_path, llama_server):
+    src, out = mixed_folder(tmp_path), tmp_path / "out"
+    args = ["run", str(src), "--out", str(out), "--llm-url", llama_server.url, "--llm-model", llama_server.model,
+            "--shard-seconds", "20", "--max-shards", "3", "--context-tokens", "2048", "--max-output-tokens", "64"]
+    first = kubescribe(*args)
+    assert first.returncode == 1, first.stderr[-3000:]  # some inputs are broken
+    assert "Traceback" not in first.stdout + first.stderr
+    report = json.loads((out / "report.json").read_text())
+    files = check_contract(report, lambda rel: (out / rel).is_file())
+    assert set(files) == GOOD | BROKEN and report["ignored"] == ["agenda.txt"]
+    assert {n for n, f in files.items() if f["status"] == "succeeded"} == GOOD
+    for name in BROKEN:
+        assert files[name]["error"].startswith(f"{name}: ") and files[name]["outputs"]["txt"] is None
+    assert report["totals"]["shards"] == 3  # fanned out over several Whisper tasks
+    jfk = files["jfk.flac"]
+    assert "ask not what your country" in (out / jfk["outputs"]["txt"]).read_text().lower()
+    assert (out / jfk["outputs"]["summary"]).read_text().strip()
+    assert jfk["summary"]["ttft_s"] > 0 and jfk["transcribe"]["rtf"] > 0
+    assert (out / "transcripts/nested/stereo.srt").is_file()
+    assert (out / files["silence.flac"]["outputs"]["txt"]).read_text().strip() == ""
+    assert "report.json" in first.stdout
+
+    # Same input, same options: nothing is transcribed or summarized again, the report is the same.
+    second = kubescribe(*args)
+    assert second.returncode == 1
+    again = json.loads((out / "report.json").read_text())
+    assert again["run_id"] != report["run_id"]
+    assert again["totals"]["transcripts_cached"] == len(GOOD)
+    assert again["totals"]["summaries_cached"] == len(GOOD)
+    assert [(f["input"], f["status"]) for f in again["files"]] == [(f["input"], f["status"]) for f in report["files"]]
+
+    # A scheduled run over the same prefix only plans what has not finished yet: the broken files.
+    shutil.copy(SPEECH / "weather.wav", src / "new-meeting.wav")
+    third = kubescribe(*args, "--only-new")
+    latest = json.loads((out / "report.json").read_text())
+    assert {f["input"] for f in latest["files"]} == BROKEN | {"new-meeting.wav"}
+    assert latest["totals"]["already_processed"] == len(GOOD)
+    assert third.returncode == 1
+
+
+@pytest.mark.llm
+def test_run_against_s3_end_to_end(tmp_path, llama_server, s3_env):
+    make_bucket(s3_env, "audio")
+    client = Minio(s3_env.split("://")[1], access_key="test-access", secret_key="test-secret", secure=False)
+    client.fput_object("audio", "incoming/calls/jfk.flac", str(SAMPLES / "jfk.flac"))
+    client.fput_object("audio", "incoming/weather.wav", str(SPEECH / "weather.wav"))
+    client.fput_object("audio", "incoming/corrupt.wav", str(BAD / "corrupt.wav"))
+    result = kubescribe("run", "s3://audio/incoming", "--out", "s3://audio/results", "--llm-url", llama_server.url,
+                        "--llm-model", llama_server.model, "--context-tokens", "2048", "--max-output-tokens", "48",
+                        "--workdir", str(tmp_path / "work"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = json.loads(client.get_object("audio", "results/report.json").read())
+
+    def exists(rel: str) -> bool:
+        return any(True for _ in client.list_objects("audio", prefix=f"results/{rel}"))
+
+    files = check_contract(report, exists)
+    assert {n: f["status"] for n, f in files.items()} == {
+        "calls/jfk.flac": "succeeded", "weather.wav": "succeeded", "corrupt.wav": "failed"}
+    txt = client.get_object("audio", "results/" + files["calls/jfk.flac"]["outputs"]["txt"]).read().decode()
+    assert "your country" in txt.lower()
+
+
+def test_unreachable_llm_keeps_transcripts_and_says_why(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLES / "jfk.flac", src / "jfk.flac")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    result = kubescribe("run", str(src), "--out", str(tmp_path / "out"), "--llm-url", url, "--llm-model", "m")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (f,) = report["files"]
+    assert f["status"] == "failed" and f"127.0.0.1:{port}" in f["error"] and "jfk.flac" in f["error"]
+    assert (tmp_path / "out" / f["outputs"]["txt"]).read_text().strip()  # nothing lost
+
+
+def test_missing_audio_dir_is_a_usage_error(tmp_path):
+    result = kubescribe("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--llm-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2 and "audio directory not found" in result.stderr

@@ -1,0 +1,450 @@
+"""Generate the Helm chart's Argo templates from the hera builders (no hand-kept copy of the DAG).
+
+``charts/kubescribe/templates/workflowtemplate.yaml`` and ``cronworkflow.yaml`` are written by
+:func:`generate_chart_templates` (``kubescribe render --chart``) and checked by the tests against a fresh
+generation. How a template is made:
+
+1. **Knobs.** The builder is called with a unique *sentinel* for every Helm-controlled field (a string such as
+   ``zzhelm-input``; a number such as ``1911`` for int fields; a valid quantity such as ``1905Ki`` for memory, since
+   hera validates units). In the dumped YAML each sentinel is a whole scalar (or a mapping key); it is replaced by
+   the Helm expression (``{{ .Values.pipeline.input | quote }}``, ``{{ .Values.whisper.parallelism | int }}``...).
+   A sentinel found anywhere else (inside a longer string) is an error.
+2. **Features.** Parts whose *presence* depends on values (queue label, priority label, S3 env, gateway key env,
+   accelerator limit + ``--device``; cron timezone/suspend) are found by rendering the builder once more with the
+   feature turned off and diffing the YAML lines: lines only in the "on" render are wrapped in
+   ``{{- if <cond> }} ... {{- end }}``, changed lines become ``if/else``. Hunks of different features must be
+   disjoint or nested (checked), so every combination renders exactly what the builder would.
+3. Argo's own ``{{...}}`` are escaped for Helm (``{{ "{{" }}workflow.name{{ "}}" }}``).
+
+The tests prove the result: for each ``charts/kubescribe/ci/*-values.yaml`` (and every feature combination) the
+helm-rendered WorkflowTemplate equals ``build_workflow_template(settings_from_values(values)).to_dict()``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workflows.cron import build_cron_workflow
+from workflows.pipeline import build_workflow_template
+from workflows.render import to_yaml
+from workflows.settings import PipelineSettings
+
+CHART_DIR = Path(__file__).resolve().parents[1] / "charts" / "kubescribe"
+CHART_NAME = "kubescribe"
+WORKFLOWTEMPLATE_FILE = "templates/workflowtemplate.yaml"
+CRONWORKFLOW_FILE = "templates/cronworkflow.yaml"
+GENERATED_FILES = (WORKFLOWTEMPLATE_FILE, CRONWORKFLOW_FILE)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Knobs and features
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A builder argument whose value comes from a Helm expression."""
+
+    field: str  # PipelineSettings field (or build_cron_workflow keyword)
+    sentinel: str | int  # unique value given to the builder
+    expr: str  # Helm pipeline (without braces) evaluating to the value
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A part of the manifest present only when ``cond`` holds; ``off`` are builder overrides that remove it."""
+
+    name: str
+    cond: str  # Helm condition, using the variables of the preamble
+    off: Mapping[str, Any] = field(default_factory=dict)
+
+
+WT_KNOBS = (
+    Knob("name", "zzhelm-fullname", 'include "kubescribe.fullname" .'),
+    Knob("namespace", "zzhelm-namespace", ".Release.Namespace"),
+    Knob("input", "zzhelm-input", ".Values.pipeline.input"),
+    Knob("output", "zzhelm-output", ".Values.pipeline.output"),
+    Knob("whisper_model", "zzhelm-whisper-model", ".Values.pipeline.whisperModel"),
+    Knob("language", "zzhelm-language", ".Values.pipeline.language"),
+    Knob("llm_url", "zzhelm-gateway-url", ".Values.gateway.url"),
+    Knob("llm_model", "zzhelm-gateway-model", ".Values.gateway.model"),
+    Knob("objective", "zzhelm-gateway-objective", ".Values.gateway.objective"),
+    Knob("accelerator", "zzhelm.io/accelerator", ".Values.whisper.accelerator"),
+    Knob("queue_name", "zzhelm-queue", "$queue"),
+    Knob("priority_class", "zzhelm-priority", "$priority"),
+    Knob("whisper_image", "zzhelm-whisper-image", ".Values.whisper.image"),
+    Knob("steps_image", "zzhelm-steps-image", ".Values.steps.image"),
+    Knob("whisper_cpu", "1903m", ".Values.whisper.cpu"),
+    Knob("steps_cpu", "1904m", ".Values.steps.cpu"),
+    Knob("whisper_memory", "1905Ki", ".Values.whisper.memory"),
+    Knob("steps_memory", "1906Ki", ".Values.steps.memory"),
+    Knob("transcribe_timeout", "zzhelm-timeout", ".Values.whisper.timeout"),
+    Knob("s3_endpoint", "zzhelm-s3-endpoint", ".Values.s3.endpoint"),
+    Knob("s3_secret", "zzhelm-s3-secret", "$s3"),
+    Knob("llm_secret", "zzhelm-gateway-secret", "$llmKey"),
+    Knob("service_account", "zzhelm-service-account", 'include "kubescribe.serviceAccountName" .'),
+    Knob("shard_seconds", 1911, ".Values.pipeline.shardSeconds"),
+    Knob("max_shards", 1912, ".Values.pipeline.maxShards"),
+    Knob("retries", 1913, ".Values.pipeline.retries"),
+    Knob("parallelism", 1914, ".Values.whisper.parallelism"),
+    Knob("threads", 1915, ".Values.whisper.threads"),
+    Knob("summarize_concurrency", 1916, ".Values.gateway.concurrency"),
+    Knob("context_tokens", 1917, ".Values.gateway.contextTokens"),
+    Knob("max_output_tokens", 1918, ".Values.gateway.maxOutputTokens"),
+)
+
+WT_FEATURES = (
+    Feature("Kueue queue label", "$queue", {"queue_name": None}),
+    Feature("Kueue priority label", "$priority", {"priority_class": None}),
+    Feature("transcribe template metadata", "or $queue $priority", {"queue_name": None, "priority_class": None}),
+    Feature("S3 endpoint + credentials env", "$s3", {"s3_secret": None}),
+    Feature("gateway API key env", "$llmKey", {"llm_secret": None}),
+    Feature("accelerator limit and --device cuda", "$gpu", {"accelerator": "cpu"}),
+)
+
+WT_PREAMBLE = """\
+{{- $queue := include "kubescribe.whisperQueue" . }}
+{{- $priority := include "kubescribe.whisperPriorityClass" . }}
+{{- $s3 := .Values.s3.existingSecret }}
+{{- $llmKey := .Values.gateway.apiKeySecret }}
+{{- $gpu := ne .Values.whisper.accelerator "cpu" }}
+"""
+
+CRON_KNOBS = (
+    Knob("name", "zzhelm-fullname", 'include "kubescribe.fullname" .'),
+    Knob("namespace", "zzhelm-namespace", ".Release.Namespace"),
+    Knob("input", "zzhelm-cron-input", ".Values.cron.input | default .Values.pipeline.input"),
+    Knob("timezone", "zzhelm-timezone", ".Values.cron.timezone"),
+    Knob("starting_deadline_seconds", 1921, ".Values.cron.startingDeadlineSeconds"),
+    Knob("successful_jobs_history_limit", 1922, ".Values.cron.successfulJobsHistoryLimit"),
+    Knob("failed_jobs_history_limit", 1923, ".Values.cron.failedJobsHistoryLimit"),
+)
+CRON_SCHEDULE_SENTINEL = "zzhelm-schedule"
+
+CRON_FEATURES = (
+    Feature("timezone", ".Values.cron.timezone", {"timezone": None}),
+    Feature("suspend", ".Values.cron.suspend", {"suspend": False}),
+)
+
+# `schedules:` (Argo >= 3.6, required by v4) or, with cron.legacySchedule, the single `schedule:` field.
+CRON_SCHEDULES_BLOCK = """\
+{indent}{{{{- if .Values.cron.legacySchedule }}}}
+{indent}schedule: {{{{ first .Values.cron.schedules | quote }}}}
+{indent}{{{{- else }}}}
+{indent}schedules:
+{indent}{{{{- range .Values.cron.schedules }}}}
+{indent}- {{{{ . | quote }}}}
+{indent}{{{{- end }}}}
+{indent}{{{{- end }}}}"""
+
+CRON_PREAMBLE = """\
+{{- if .Values.cron.enabled }}
+{{- if and .Values.cron.legacySchedule (ne (len .Values.cron.schedules) 1) }}
+{{- fail "cron.legacySchedule renders the single `schedule` field: give exactly one entry in cron.schedules" }}
+{{- end }}
+"""
+CRON_EPILOGUE = "{{- end }}\n"
+
+
+def _header(source: str, note: str) -> str:
+    return (
+        f"{{{{- /* GENERATED by `kubescribe render --chart` from {source} (hera) — do not edit. {note} */}}}}\n"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text machinery
+
+
+def _escape_argo(text: str) -> str:
+    """Make Argo's ``{{...}}`` literal for Helm."""
+    return re.sub(r"\{\{|\}\}", lambda mt: '{{ "{{" }}' if mt.group() == "{{" else '{{ "}}" }}', text)
+
+
+@dataclass(frozen=True)
+class _Hunk:
+    i1: int
+    i2: int
+    cond: str
+    alt: tuple[str, ...]
+    feature: str
+
+    def contains(self, other: _Hunk) -> bool:
+        return self is not other and self.i1 <= other.i1 and other.i2 <= self.i2
+
+
+def _hunks(base: list[str], variant: list[str], feature: Feature) -> list[_Hunk]:
+    sm = difflib.SequenceMatcher(None, base, variant, autojunk=False)
+    hunks = []
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            continue
+        if i1 == i2:
+            raise ValueError(f"feature {feature.name!r} adds lines when off; only removals/changes are supported")
+        hunks.append(_Hunk(i1, i2, feature.cond, tuple(variant[j1:j2]), feature.name))
+    if not hunks:
+        raise ValueError(f"feature {feature.name!r} changes nothing in the render")
+    return hunks
+
+
+def _check_nesting(hunks: list[_Hunk]) -> None:
+    for a in hunks:
+        for b in hunks:
+            if a is b or a.i2 <= b.i1 or b.i2 <= a.i1:
+                continue
+            if (a.i1, a.i2) == (b.i1, b.i2) or not (a.contains(b) or b.contains(a)):
+                raise ValueError(
+                    f"features {a.feature!r} (lines {a.i1}-{a.i2}) and {b.feature!r} (lines {b.i1}-{b.i2}) overlap; "
+                    "split them or render them as one feature"
+                )
+            outer = a if a.contains(b) else b
+            if outer.alt:
+                raise ValueError(f"feature {outer.feature!r} changes lines around another feature; not supported")
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" "))]
+
+
+def _merge(base: list[str], hunks: list[_Hunk]) -> list[str]:
+    """``base`` with each hunk wrapped in ``{{- if cond }}`` (``else`` the variant's lines)."""
+    _check_nesting(hunks)
+
+    def emit(lo: int, hi: int, inside: list[_Hunk]) -> list[str]:
+        top = [h for h in inside if not any(o.contains(h) for o in inside)]
+        out, i = [], lo
+        for h in sorted(top, key=lambda h: h.i1):
+            out += base[i : h.i1]
+            ind = _indent(base[h.i1])
+            out.append(f"{ind}{{{{- if {h.cond} }}}}")
+            out += emit(h.i1, h.i2, [g for g in inside if h.contains(g)])
+            if h.alt:
+                out.append(f"{ind}{{{{- else }}}}")
+                out += h.alt
+            out.append(f"{ind}{{{{- end }}}}")
+            i = h.i2
+        return out + base[i:hi]
+
+    return emit(0, len(base), hunks)
+
+
+def _helm_value(knob: Knob, quoted: bool) -> str:
+    if isinstance(knob.sentinel, int):
+        return f"{{{{ {knob.expr} | int | toString | quote }}}}" if quoted else f"{{{{ {knob.expr} | int }}}}"
+    return f"{{{{ {knob.expr} | quote }}}}"
+
+
+def _replace_knobs(text: str, knobs: Sequence[Knob]) -> str:
+    tokens = [str(k.sentinel) for k in knobs]
+    for a in tokens:
+        for b in tokens:
+            if a != b and a in b:
+                raise ValueError(f"sentinel {a!r} is part of sentinel {b!r}")
+    seen: set[str] = set()
+    for knob in knobs:
+        token = str(knob.sentinel)
+        if token in seen:  # the same sentinel for two fields (e.g. name and the template ref) is fine
+            continue
+        seen.add(token)
+        pattern = re.compile(r"(?<= )(['\"]?)" + re.escape(token) + r"\1(?=: |:$|$)", re.M)
+        text, n = pattern.subn(lambda mt: _helm_value(knob, quoted=bool(mt.group(1))), text)
+        if n == 0:
+            raise ValueError(f"sentinel for {knob.field!r} ({token}) not found in the render")
+        if token in text:
+            raise ValueError(f"sentinel for {knob.field!r} ({token}) is used inside a longer value; cannot template it")
+    return text
+
+
+def _template(
+    build: Callable[[dict[str, Any]], dict],
+    knobs: Sequence[Knob],
+    features: Sequence[Feature],
+    on: Mapping[str, Any],
+    post: Callable[[str], str] = lambda text: text,
+) -> str:
+    """Render ``build`` with sentinels + every feature on, merge the feature-off variants, template the knobs."""
+    kwargs = {k.field: k.sentinel for k in knobs} | dict(on)
+
+    def lines(overrides: Mapping[str, Any]) -> list[str]:
+        return _escape_argo(to_yaml(build(kwargs | dict(overrides)))).splitlines()
+
+    base = lines({})
+    hunks = [h for f in features for h in _hunks(base, lines(f.off), f)]
+    text = "\n".join(_merge(base, hunks)) + "\n"
+    return _replace_knobs(post(text), knobs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The two generated templates
+
+# Values for the feature-guarded fields when the feature is on (all of these are also knobs).
+_WT_ON = {"queue_name": "zzhelm-queue", "priority_class": "zzhelm-priority", "s3_secret": "zzhelm-s3-secret",
+          "llm_secret": "zzhelm-gateway-secret", "accelerator": "zzhelm.io/accelerator"}
+_CRON_ON = {"timezone": "zzhelm-timezone", "suspend": True}
+_CRON_SETTINGS_FIELDS = {"name", "namespace"}
+
+
+def workflowtemplate_template() -> str:
+    body = _template(lambda kw: build_workflow_template(PipelineSettings(**kw)).to_dict(), WT_KNOBS, WT_FEATURES, _WT_ON)
+    note = "Values fill the sentinels of workflows/chart.py (WT_KNOBS, WT_FEATURES)."
+    return _header("workflows/pipeline.py", note) + WT_PREAMBLE + "# GENERATED by `kubescribe render --chart` from workflows/pipeline.py — do not edit.\n" + body
+
+
+def _build_cron_for_chart(kw: dict[str, Any]) -> dict:
+    settings = PipelineSettings(**{k: v for k, v in kw.items() if k in _CRON_SETTINGS_FIELDS})
+    rest = {k: v for k, v in kw.items() if k not in _CRON_SETTINGS_FIELDS}
+    return build_cron_workflow(settings, [CRON_SCHEDULE_SENTINEL], **rest).to_dict()
+
+
+def _schedules_block(text: str) -> str:
+    pattern = re.compile(r"^( *)schedules:\n\1- " + re.escape(CRON_SCHEDULE_SENTINEL) + r"$", re.M)
+    text, n = pattern.subn(lambda mt: CRON_SCHEDULES_BLOCK.format(indent=mt.group(1)), text)
+    if n != 1:
+        raise ValueError("the CronWorkflow render has no `schedules:` list with the schedule sentinel")
+    return text
+
+
+def cronworkflow_template() -> str:
+    body = _template(_build_cron_for_chart, CRON_KNOBS, CRON_FEATURES, _CRON_ON, post=_schedules_block)
+    note = "Values fill the sentinels of workflows/chart.py (CRON_KNOBS, CRON_FEATURES)."
+    return (
+        _header("workflows/cron.py", note)
+        + CRON_PREAMBLE
+        + "# GENERATED by `kubescribe render --chart` from workflows/cron.py — do not edit.\n"
+        + body
+        + CRON_EPILOGUE
+    )
+
+
+def generated_templates() -> dict[str, str]:
+    """Chart-relative path → text of every generated template."""
+    return {WORKFLOWTEMPLATE_FILE: workflowtemplate_template(), CRONWORKFLOW_FILE: cronworkflow_template()}
+
+
+def generate_chart_templates(chart_dir: Path = CHART_DIR) -> list[Path]:
+    """Write the generated templates into ``chart_dir`` (``kubescribe render --chart``); return the paths."""
+    written = []
+    for rel, text in generated_templates().items():
+        path = Path(chart_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def stale_chart_templates(chart_dir: Path = CHART_DIR) -> dict[str, str]:
+    """Generated files that differ from a fresh generation: path → unified diff (empty dict: up to date)."""
+    stale = {}
+    for rel, fresh in generated_templates().items():
+        path = Path(chart_dir) / rel
+        current = path.read_text() if path.exists() else ""
+        if current != fresh:
+            diff = difflib.unified_diff(current.splitlines(), fresh.splitlines(), f"{rel} (committed)", f"{rel} (fresh)", lineterm="")
+            stale[rel] = "\n".join(list(diff)[:60])
+    return stale
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Values → builder arguments (what the chart must be equivalent to). ``values`` are the *merged* values
+# (chart defaults + overrides, e.g. helm_python's ``Chart.merge_values``).
+
+
+def fullname(values: Mapping[str, Any], release_name: str) -> str:
+    """Mirror of ``kubescribe.fullname`` in _helpers.tpl."""
+    if values.get("fullnameOverride"):
+        return values["fullnameOverride"][:63].rstrip("-")
+    name = values.get("nameOverride") or CHART_NAME
+    full = release_name if name in release_name else f"{release_name}-{name}"
+    return full[:63].rstrip("-")
+
+
+def service_account_name(values: Mapping[str, Any], release_name: str) -> str:
+    """Mirror of ``kubescribe.serviceAccountName``."""
+    return values["serviceAccount"].get("name") or f"{fullname(values, release_name)}-workflow"[:63].rstrip("-")
+
+
+def quota_resource_name(values: Mapping[str, Any]) -> str | None:
+    """Mirror of ``kubescribe.quotaResource``: the accelerator name Kueue counts (None: CPU-only)."""
+    explicit = values["kueue"]["clusterQueue"]["quota"].get("acceleratorResource")
+    acc = values["whisper"]["accelerator"]
+    if explicit:
+        return explicit
+    if acc == "cpu":
+        return None
+    if values["das"]["enabled"] and acc.startswith("nvidia.com/mig-"):
+        return "mig.das.com/" + acc.removeprefix("nvidia.com/mig-")
+    if values["das"]["enabled"] and acc.startswith("nvidia.com/"):
+        return "mig.das.com/" + acc.removeprefix("nvidia.com/")
+    return acc
+
+
+def settings_from_values(values: Mapping[str, Any], *, release_name: str, namespace: str) -> PipelineSettings:
+    """The PipelineSettings whose hera WorkflowTemplate the chart renders for ``values``."""
+    v = values
+    kueue_on = bool(v["kueue"]["enabled"])
+    return PipelineSettings(
+        name=fullname(v, release_name),
+        namespace=namespace,
+        input=v["pipeline"]["input"],
+        output=v["pipeline"]["output"],
+        whisper_model=v["pipeline"]["whisperModel"],
+        language=v["pipeline"]["language"],
+        llm_url=v["gateway"]["url"],
+        llm_model=v["gateway"]["model"],
+        objective=v["gateway"]["objective"],
+        shard_seconds=int(v["pipeline"]["shardSeconds"]),
+        max_shards=int(v["pipeline"]["maxShards"]),
+        only_new=False,
+        accelerator=v["whisper"]["accelerator"],
+        queue_name=v["kueue"]["localQueue"]["name"] if kueue_on else None,
+        priority_class=(v["kueue"]["priorityClass"]["name"] or None) if kueue_on else None,
+        parallelism=int(v["whisper"]["parallelism"]),
+        summarize_concurrency=int(v["gateway"]["concurrency"]),
+        context_tokens=int(v["gateway"]["contextTokens"]),
+        max_output_tokens=int(v["gateway"]["maxOutputTokens"]),
+        whisper_image=v["whisper"]["image"],
+        steps_image=v["steps"]["image"],
+        whisper_cpu=_quantity(v["whisper"]["cpu"]),
+        whisper_memory=v["whisper"]["memory"],
+        steps_cpu=_quantity(v["steps"]["cpu"]),
+        steps_memory=v["steps"]["memory"],
+        threads=int(v["whisper"]["threads"]),
+        transcribe_timeout=v["whisper"]["timeout"],
+        retries=int(v["pipeline"]["retries"]),
+        s3_endpoint=v["s3"]["endpoint"] or None,
+        s3_secret=v["s3"]["existingSecret"] or None,
+        llm_secret=v["gateway"]["apiKeySecret"] or None,
+        service_account=service_account_name(v, release_name),
+    )
+
+
+def _quantity(value: Any) -> str:
+    """A CPU quantity as Helm's ``quote`` prints it (2 → "2", 0.5 → "0.5")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def cron_from_values(values: Mapping[str, Any], *, release_name: str, namespace: str) -> dict | None:
+    """The CronWorkflow manifest the chart renders for ``values`` (None when cron is off)."""
+    c = values["cron"]
+    if not c["enabled"]:
+        return None
+    settings = settings_from_values(values, release_name=release_name, namespace=namespace)
+    obj = build_cron_workflow(
+        settings,
+        c["schedules"],
+        input=c["input"] or None,
+        timezone=c["timezone"] or None,
+        starting_deadline_seconds=int(c["startingDeadlineSeconds"]),
+        successful_jobs_history_limit=int(c["successfulJobsHistoryLimit"]),
+        failed_jobs_history_limit=int(c["failedJobsHistoryLimit"]),
+        suspend=bool(c["suspend"]),
+    ).to_dict()
+    if c["legacySchedule"]:
+        obj["spec"] = {("schedule" if k == "schedules" else k): (v[0] if k == "schedules" else v) for k, v in obj["spec"].items()}
+    return obj
