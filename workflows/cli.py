@@ -196,9 +196,16 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_render(a: argparse.Namespace) -> int:
+    from workflows.chart import CHART_DIR, generate_chart_templates
     from workflows.render import render_all
 
-    for path in render_all(Path(a.out)):
+    if a.chart is None and a.out is None:
+        console.print("[red]error:[/red] give --out DIR (manifests) and/or --chart [DIR] (Helm templates)")
+        return 2
+    paths = render_all(Path(a.out)) if a.out else []
+    if a.chart is not None:
+        paths += generate_chart_templates(Path(a.chart) if a.chart else CHART_DIR)
+    for path in paths:
         print(path)
     return 0
 
@@ -228,9 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", default=None, help="where the local runner keeps task logs")
     r.set_defaults(fn=cmd_run)
 
-    rd = sub.add_parser("render", help="write the Argo manifests (WorkflowTemplate, CronWorkflow)")
-    rd.add_argument("--out", required=True)
+    rd = sub.add_parser("render", help="write the Argo manifests, or regenerate the Helm chart's generated templates")
+    rd.add_argument("--out", help="folder for workflowtemplate.yaml and cronworkflow.yaml")
+    rd.add_argument("--chart", nargs="?", const="", default=None,
+                    help="regenerate the chart's templates from the hera source (default: charts/kubescribe)")
     rd.set_defaults(fn=cmd_render)
+
+    from workflows.cluster import add_cluster_commands
+
+    add_cluster_commands(sub)
     return p
 
 

@@ -35,6 +35,9 @@ from workflows.settings import PipelineSettings
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 SHARDS_FILE = "/tmp/outputs/shards.json"
+# On every step pod (template metadata, which Argo applies even to Workflows made from a WorkflowTemplate,
+# unlike spec.podMetadata): the chart's NetworkPolicy selects kubescribe pods by it.
+POD_LABELS = {"app.kubernetes.io/name": "kubescribe", "app.kubernetes.io/component": "step"}
 STEP_COMMAND = ["kubescribe-step"]
 
 # Run parameters: (name, settings field, description shown in the Argo UI).
@@ -84,6 +87,7 @@ def _env(settings: PipelineSettings) -> list[Env | SecretEnv]:
 
 def _container(settings: PipelineSettings, name: str, image: str, args: list[str], **kwargs: Any) -> Container:
     env = _env(settings) + kwargs.pop("extra_env", [])
+    kwargs["labels"] = {**POD_LABELS, **(kwargs.get("labels") or {})}
     return Container(
         name=name,
         image=image,
@@ -126,7 +130,7 @@ def _templates(settings: PipelineSettings) -> None:
         ["transcribe", *_common_args(s), "--shard", "{{inputs.parameters.shard}}", "--model", _p("whisper-model"),
          "--language", _p("language"), "--device", s.device if s.accelerator != "cpu" else "cpu", "--threads", str(s.threads)],
         inputs=[Parameter(name="shard")],
-        labels=labels or None,
+        labels=labels,
         resources=Resources(**resources),
         # Preemption by Kueue and DAS admission errors delete the pod: retry always, with backoff. The timeout
         # covers time spent gated in the queue, which activeDeadlineSeconds would not.

