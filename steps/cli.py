@@ -61,8 +61,8 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
 
 
 def cmd_summarize(a: argparse.Namespace) -> int:
-    from steps.summarize import LLMSettings
-    from steps.summarize_step import run_step
+    from steps.llm import LLMSettings
+    from steps.summarize import run_step
 
     settings = LLMSettings(
         url=a.llm_url,
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     expected: tuple[type[BaseException], ...] = (StoreError, AudioError, ValueError)
     try:
         from steps.models import ModelError
-        from steps.summarize import LLMError
+        from steps.llm import LLMError
 
         expected += (ModelError, LLMError)
     except ImportError:  # pragma: no cover - partial installs

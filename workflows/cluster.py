@@ -691,7 +691,7 @@ def check_secret(probe: _KubeProbe, namespace: str, secret: str | None) -> Check
 
 
 def models_url(llm_url: str) -> str:
-    base = llm_url.strip().rstrip("/")  # the same rule as steps.summarize: the base URL ends in /v1
+    base = llm_url.strip().rstrip("/")  # the same rule as steps.llm: the base URL ends in /v1
     if not base.endswith("/v1"):
         base += "/v1"
     return base + "/models"

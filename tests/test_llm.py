@@ -1,4 +1,4 @@
-"""Tests for steps/summarize.py against real HTTP servers.
+"""Tests for steps/llm.py against real HTTP servers.
 
 * ``llama_server`` (conftest): a real llama.cpp server with SmolLM2-135M.
 * ``FakeOpenAI``: a tiny real HTTP server on 127.0.0.1 (stdlib ``http.server``
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from steps.summarize import (
+from steps.llm import (
     NO_SPEECH_TEXT,
     LLMClient,
     LLMError,
