@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib.util
 import itertools
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import helm_python
 import pytest
 import yaml
 
+from tests.schemas import validate as schema_validate
 from workflows.chart import (
     CHART_DIR,
     cron_from_values,
@@ -33,17 +32,9 @@ from workflows.pipeline import PRIORITY_LABEL, QUEUE_LABEL, build_workflow_templ
 from workflows.render import to_yaml
 
 
-def _load_validate():
-    name = "kubescribe_tests_schema_validate"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "schemas" / "validate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
-V = _load_validate()
+V = schema_validate
 
 RELEASE, NAMESPACE = "kubescribe", "audio"
 SCENARIO_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))

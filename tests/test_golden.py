@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.schemas import validate as schema_validate
 from workflows.render import to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,14 +23,6 @@ GOLDEN = [("workflows.pipeline", ROOT / "workflows" / "pipeline.yaml"), ("workfl
 REGENERATE = os.environ.get("KUBESCRIBE_REGENERATE") == "1" and not os.environ.get("CI")
 
 
-def _load_validate():
-    name = "kubescribe_tests_schema_validate"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "schemas" / "validate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.mark.parametrize("module,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
@@ -48,7 +40,7 @@ def test_golden_yaml(module: str, path: Path):
 
 @pytest.mark.parametrize("module,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
 def test_golden_yaml_is_valid_argo(module: str, path: Path):
-    validate = _load_validate()
+    validate = schema_validate
     obj = yaml.safe_load(path.read_text())
     errors = validate.validation_errors(obj, strict=True, argo_version="v4.1.2")
     assert not errors, "\n".join(errors)

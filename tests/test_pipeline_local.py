@@ -138,3 +138,22 @@ def test_unreachable_llm_keeps_transcripts_and_says_why(tmp_path):
 def test_missing_audio_dir_is_a_usage_error(tmp_path):
     result = kubescribe("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--llm-url", "http://127.0.0.1:9/v1")
     assert result.returncode == 2 and "audio directory not found" in result.stderr
+
+
+def test_unreachable_s3_is_a_clear_setup_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"KUBESCRIBE_S3_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    result = kubescribe("run", "s3://audio/in", "--out", str(tmp_path / "out"), "--llm-url", "http://127.0.0.1:9/v1",
+                        env=env, timeout=120)
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr and "unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_settings_are_a_clear_usage_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = kubescribe("run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--accelerator", "gpu please",
+                        "--llm-url", "http://127.0.0.1:9/v1", timeout=120)
+    assert result.returncode == 2 and "accelerator" in result.stderr and "Traceback" not in result.stderr

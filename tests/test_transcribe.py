@@ -130,3 +130,24 @@ def test_rerun_reuses_finished_files_and_redoes_missing_outputs(tmp_path):
     # Other options are other results: nothing is reused.
     third = run_shard(out.url, "run-1", 0, "tiny.en", TranscribeOptions(beam_size=1, best_of=1), device="cpu", threads=1)
     assert not any(r.cached for r in third.files)
+
+
+def test_decodes_with_the_ffmpeg_shipped_by_imageio_when_none_is_on_path(monkeypatch):
+    import imageio_ffmpeg
+
+    from steps import audio
+
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    audio.ffmpeg_exe.cache_clear()
+    try:
+        assert audio.ffmpeg_exe() == imageio_ffmpeg.get_ffmpeg_exe()
+        samples = load_audio(str(SAMPLES / "jfk.flac"))
+        assert abs(samples.size / 16000 - 11.0) < 0.1
+        assert audio.probe_duration(str(SAMPLES / "jfk.flac")) == pytest.approx(11.0, abs=0.1)
+    finally:
+        audio.ffmpeg_exe.cache_clear()
+
+
+def test_audio_over_the_length_limit_is_refused():
+    with pytest.raises(AudioError, match="longer than the limit of 5 s"):
+        load_audio(str(SAMPLES / "jfk.flac"), max_seconds=5)

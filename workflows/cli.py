@@ -115,6 +115,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     from steps.store import StoreError, open_store
     from workflows.local import LocalRunner, LocalRunnerError
     from workflows.local.llm_server import LlamaServer, LlamaServerError
+    from pydantic import ValidationError
+
     from workflows.pipeline import build_workflow
 
     audio, out = a.audio_dir, a.out
@@ -183,6 +185,10 @@ def cmd_run(a: argparse.Namespace) -> int:
             result = runner.run(workflow)
     except (LlamaServerError, LocalRunnerError, StoreError) as e:
         console.print(f"[red]error:[/red] {e}")
+        return 2
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        console.print(f"[red]error:[/red] invalid settings: {problems}")
         return 2
     finally:
         if server is not None:
