@@ -101,7 +101,8 @@ def build_report(store: Store, plan: Plan) -> dict[str, Any]:
                 "language": t.language if t else None,
                 "transcribe": None
                 if t is None
-                else {"seconds": t.seconds, "rtf": t.rtf, "cached": t.cached, "speech_s": t.speech_s, "sha256": t.sha256},
+                else {"seconds": t.seconds, "rtf": t.rtf, "cached": t.cached, "speech_s": t.speech_s, "sha256": t.sha256,
+                      "bad_input": t.bad_input},
                 "summary": None if s is None else {"cached": s.cached, **(s.metrics or {})},
             }
         )
@@ -156,10 +157,15 @@ def run_step(output_url: str, run_id: str) -> dict[str, Any]:
 
 
 def mark_processed(store: Store, plan: Plan, report: dict[str, Any]) -> None:
-    """Record finished inputs so a scheduled run with only-new skips them without downloading them again."""
+    """Record inputs that reached a final outcome, so a scheduled run with only-new skips them without downloading
+    them again: those that succeeded, and those that failed because the file itself is bad (a nightly schedule
+    would otherwise fail on the same corrupt upload forever). Re-uploading a file changes its fingerprint, so it
+    is processed again. Transient failures (LLM, storage, a lost pod) are not recorded and are retried.
+    """
     fingerprints = {f.input: f.fingerprint for f in plan.files}
     for f in report["files"]:
-        if f["status"] == "succeeded" and fingerprints.get(f["input"]):
-            entry = {"fingerprint": fingerprints[f["input"]], "run_id": plan.run_id,
-                     "outputs": [k for k in f["outputs"].values() if k]}
+        bad_input = f["status"] == "failed" and bool(f["transcribe"] and f["transcribe"]["bad_input"])
+        if (f["status"] == "succeeded" or bad_input) and fingerprints.get(f["input"]):
+            entry = {"fingerprint": fingerprints[f["input"]], "run_id": plan.run_id, "status": f["status"],
+                     "error": f["error"], "outputs": [k for k in f["outputs"].values() if k]}
             store.write_text(layout.processed(f["input"]), json.dumps(entry), "application/json")

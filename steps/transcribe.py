@@ -73,6 +73,7 @@ class FileResult:
     seconds: float | None = None  # wall time spent decoding + transcribing
     rtf: float | None = None  # seconds / duration_s
     cached: bool = False
+    bad_input: bool = False  # the file itself is not usable audio: retrying the same bytes cannot help
 
 
 @dataclass
@@ -232,7 +233,7 @@ def transcribe_file(
         marker.update(outputs=expected, model=transcriber.model_spec, model_id=transcriber.model_id)
         output_store.write_text(marker_key, json.dumps(marker), "application/json")
     except AudioError as e:
-        res.error = f"{f.input}: {e}"
+        res.error, res.bad_input = f"{f.input}: {e}", True
     except StoreError:
         raise
     except Exception as e:  # noqa: BLE001 - one file's failure must not lose the others

@@ -86,13 +86,17 @@ def test_run_mixed_folder_end_to_end_then_resume(tmp_path, llama_server):
     assert again["totals"]["summaries_cached"] == len(GOOD)
     assert [(f["input"], f["status"]) for f in again["files"]] == [(f["input"], f["status"]) for f in report["files"]]
 
-    # A scheduled run over the same prefix only plans what has not finished yet: the broken files.
+    # A scheduled run over the same prefix plans only what is new: finished files and files that are bad in
+    # themselves are skipped, a re-uploaded (changed) file is processed again.
     shutil.copy(SPEECH / "weather.wav", src / "new-meeting.wav")
+    shutil.copy(SPEECH / "budget.flac", src / "corrupt.wav")  # the bad upload was replaced by a good one
     third = kubescribe(*args, "--only-new")
+    assert third.returncode == 0, third.stderr[-3000:]
     latest = json.loads((out / "report.json").read_text())
-    assert {f["input"] for f in latest["files"]} == BROKEN | {"new-meeting.wav"}
-    assert latest["totals"]["already_processed"] == len(GOOD)
-    assert third.returncode == 1
+    assert {f["input"]: f["status"] for f in latest["files"]} == {"new-meeting.wav": "succeeded", "corrupt.wav": "succeeded"}
+    assert latest["totals"]["already_processed"] == len(GOOD) + len(BROKEN) - 1
+    fourth = kubescribe(*args, "--only-new")
+    assert fourth.returncode == 0 and "nothing new" in fourth.stderr
 
 
 @pytest.mark.llm
@@ -157,3 +161,19 @@ def test_malformed_settings_are_a_clear_usage_error(tmp_path):
     result = kubescribe("run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--accelerator", "gpu please",
                         "--llm-url", "http://127.0.0.1:9/v1", timeout=120)
     assert result.returncode == 2 and "accelerator" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.llm
+def test_run_starts_and_stops_its_own_llm_server_without_llm_url(tmp_path, llama_server):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SPEECH / "weather.wav", src / "weather.wav")
+    result = kubescribe("run", str(src), "--out", str(tmp_path / "out"), "--max-output-tokens", "48", "--show")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "local llama-server" in result.stderr
+    (f,) = json.loads((tmp_path / "out" / "report.json").read_text())["files"]
+    summary = (tmp_path / "out" / f["outputs"]["summary"]).read_text().strip()
+    assert summary and " ".join(summary.split()) in " ".join(result.stdout.split())  # --show printed it
+    assert "weather.wav — transcript" in result.stdout
+    log = (tmp_path / "out" / ".kubescribe" / "llama-server.log").read_text()
+    assert "127.0.0.1" in log  # bound to loopback only
