@@ -145,20 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from steps.audio import AudioError
+    from steps.llm import LLMError
+    from steps.models import ModelError
     from steps.store import StoreError
 
     logging.basicConfig(level=os.environ.get("KUBESCRIBE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    expected: tuple[type[BaseException], ...] = (StoreError, AudioError, ValueError)
-    try:
-        from steps.models import ModelError
-        from steps.llm import LLMError
-
-        expected += (ModelError, LLMError)
-    except ImportError:  # pragma: no cover - partial installs
-        pass
     try:
         return args.fn(args)
-    except expected as e:
+    except (StoreError, AudioError, ModelError, LLMError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

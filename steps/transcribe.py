@@ -216,7 +216,7 @@ def transcribe_file(
             if output_store.exists(marker_key):
                 marker = json.loads(output_store.read_text(marker_key))
                 if marker.get("outputs") == expected and all(output_store.exists(k) for k in expected.values()):
-                    res.__dict__.update({k: marker.get(k) for k in ("duration_s", "speech_s", "language")})
+                    res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
                     res.status, res.outputs, res.cached = "succeeded", expected, True
                     return res
             audio = load_audio(str(path), max_seconds=transcriber.options.max_audio_hours * 3600)
