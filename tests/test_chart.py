@@ -7,6 +7,7 @@ combination of the value switches that change the DAG's shape) the WorkflowTempl
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import itertools
@@ -23,6 +24,7 @@ from tests.schemas import validate as schema_validate
 from workflows.chart import (
     CHART_DIR,
     cron_from_values,
+    effective_objective,
     fullname,
     quota_resource_name,
     settings_from_values,
@@ -38,7 +40,7 @@ V = schema_validate
 
 RELEASE, NAMESPACE = "kubescribe", "audio"
 SCENARIO_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
-REQUIRED_SCENARIOS = {"defaults", "cpu-only", "whole-gpu", "mig", "kueue-off", "cron"}
+REQUIRED_SCENARIOS = {"defaults", "cpu-only", "whole-gpu", "mig", "kueue-off", "cron", "inference-objective"}
 
 
 @dataclass
@@ -355,6 +357,79 @@ def test_quota_counts_the_name_the_cluster_sees(chart, overrides, expected):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# llm-d InferenceObjective (optional; validated offline against the llm-d router CRD only)
+
+
+def _objective_parameter(r: Rendered) -> str:
+    params = {p["name"]: p.get("value") for p in r.one("WorkflowTemplate")["spec"]["arguments"]["parameters"]}
+    return params["objective"]
+
+
+def test_inference_objective(scenario: Rendered):
+    io = scenario.values["gateway"]["inferenceObjective"]
+    found = scenario.of_kind("InferenceObjective")
+    assert _objective_parameter(scenario) == effective_objective(scenario.values)
+    if not io["create"]:
+        assert found == []
+        assert _objective_parameter(scenario) == scenario.values["gateway"]["objective"]
+        return
+    (obj,) = found
+    assert obj["apiVersion"] == "inference.networking.x-k8s.io/v1alpha2"
+    assert V.validation_errors(obj, strict=True) == []
+    # the header the summarize step sends names this object
+    assert obj["metadata"]["name"] == _objective_parameter(scenario) != ""
+    assert obj["metadata"]["namespace"] == (io["namespace"] or NAMESPACE)
+    assert obj["spec"] == {"priority": io["priority"], "poolRef": io["poolRef"]}
+    assert obj["spec"]["priority"] < 0, "batch summaries sit below interactive traffic (priority 0)"
+
+
+@pytest.mark.parametrize("gateway,expected", [
+    ({"objective": "nightly-batch", "inferenceObjective": {"create": True, "poolRef": {"name": "pool"}}}, "nightly-batch"),
+    ({"objective": "same", "inferenceObjective": {"create": True, "name": "same", "poolRef": {"name": "pool"}}}, "same"),
+    ({"inferenceObjective": {"create": True, "name": "only-here", "poolRef": {"name": "pool"}}}, "only-here"),
+    ({"objective": "kept", "inferenceObjective": {"create": False, "name": "ignored"}}, "kept"),
+])
+def test_objective_parameter_names_the_created_object(chart, gateway, expected):
+    r = render(chart, {"gateway": gateway})
+    assert _objective_parameter(r) == expected == effective_objective(r.values)
+    assert r.one("WorkflowTemplate") == _hera_workflowtemplate(r), _diff(_hera_workflowtemplate(r), r.one("WorkflowTemplate"), "WorkflowTemplate")
+    if gateway["inferenceObjective"]["create"]:
+        assert r.one("InferenceObjective")["metadata"]["name"] == expected
+        notes = chart.render({"gateway": gateway}, name=RELEASE, namespace=NAMESPACE)[f"{chart.name}/templates/NOTES.txt"]
+        assert f"InferenceObjective: {expected} in namespace {NAMESPACE}" in notes
+    else:
+        assert r.of_kind("InferenceObjective") == []
+
+
+@pytest.mark.parametrize("inference_objective,objective,message", [
+    ({"create": True, "name": "batch"}, "", "set gateway.inferenceObjective.poolRef.name"),
+    ({"create": True, "name": "batch", "poolRef": {"name": ""}}, "", "set gateway.inferenceObjective.poolRef.name"),
+    ({"create": True, "poolRef": {"name": "pool"}}, "", "no name is set"),
+    ({"create": True, "name": "batch", "poolRef": {"name": "pool"}}, "other", "differs from gateway.inferenceObjective.name"),
+])
+def test_inference_objective_fails_clearly(chart, inference_objective, objective, message):
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(message)):
+        chart.render({"gateway": {"objective": objective, "inferenceObjective": inference_objective}}, name=RELEASE, namespace=NAMESPACE)
+    # the Python mirror refuses the same name problems (poolRef is the InferenceObjective template's own check)
+    name_problem = "poolRef" not in message
+    with pytest.raises(ValueError) if name_problem else contextlib.nullcontext():
+        effective_objective({"gateway": {"objective": objective, "inferenceObjective": inference_objective}})
+
+
+def test_inference_objective_strict_check_rejects_a_typo(chart):
+    r = render(chart, yaml.safe_load((CHART_DIR / "ci" / "inference-objective-values.yaml").read_text()))
+    obj = r.one("InferenceObjective")
+    assert V.validation_errors(obj, strict=True) == []
+    bad = _typo(obj, ["spec", "poolRef"], "namespace")  # not a poolRef field: the pool must be in the same namespace
+    assert V.validation_errors(bad, strict=False) == [], "the upstream CRD now rejects unknown keys by itself"
+    errors = V.validation_errors(bad, strict=True)
+    assert any("'namespace' was unexpected" in e and "at $.spec.poolRef:" in e for e in errors), errors
+    wrong_type = copy.deepcopy(obj)
+    wrong_type["spec"]["priority"] = "low"
+    assert any("at $.spec.priority:" in e for e in V.validation_errors(wrong_type, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Security
 
 
@@ -486,6 +561,12 @@ def test_network_policy(scenario: Rendered):
     ({"s3": {"existingSecret": ""}}, "/s3/existingSecret"),  # the artifact repository needs it
     ({"pipeline": {"maxShards": 5000}}, "/pipeline/maxShards"),
     ({"kueue": {"clusterQueue": {"quota": {"acceleratorResource": "mig das"}}}}, "/kueue/clusterQueue/quota/acceleratorResource"),
+    ({"gateway": {"inferenceObjective": {"priority": "low"}}}, "/gateway/inferenceObjective/priority"),
+    ({"gateway": {"inferenceObjective": {"priority": 2**31}}}, "/gateway/inferenceObjective/priority"),
+    ({"gateway": {"inferenceObjective": {"name": "Batch_Jobs"}}}, "/gateway/inferenceObjective/name"),
+    ({"gateway": {"inferenceObjective": {"poolRef": {"name": "Pool 1"}}}}, "/gateway/inferenceObjective/poolRef/name"),
+    ({"gateway": {"inferenceObjective": {"poolRef": {"kind": "inference-pool!"}}}}, "/gateway/inferenceObjective/poolRef/kind"),
+    ({"gateway": {"inferenceObjective": {"criticality": "Sheddable"}}}, "/gateway/inferenceObjective"),  # unknown key
 ])
 def test_values_schema_rejects_risky_values(chart, overrides, where):
     with pytest.raises(helm_python.HelmValuesError) as err:

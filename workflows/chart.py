@@ -72,7 +72,7 @@ WT_KNOBS = (
     Knob("language", "zzhelm-language", ".Values.pipeline.language"),
     Knob("llm_url", "zzhelm-gateway-url", ".Values.gateway.url"),
     Knob("llm_model", "zzhelm-gateway-model", ".Values.gateway.model"),
-    Knob("objective", "zzhelm-gateway-objective", ".Values.gateway.objective"),
+    Knob("objective", "zzhelm-gateway-objective", 'include "kubescribe.objective" .'),
     Knob("accelerator", "zzhelm.io/accelerator", ".Values.whisper.accelerator"),
     Knob("queue_name", "zzhelm-queue", "$queue"),
     Knob("priority_class", "zzhelm-priority", "$priority"),
@@ -382,6 +382,24 @@ def quota_resource_name(values: Mapping[str, Any]) -> str | None:
     return acc
 
 
+def effective_objective(values: Mapping[str, Any]) -> str:
+    """Mirror of ``kubescribe.objective``: the InferenceObjective name the summarize step sends (empty: none).
+
+    With ``gateway.inferenceObjective.create`` it is the created object's name (``inferenceObjective.name``, else
+    ``gateway.objective``); the chart's ``fail`` cases (no name, two different names) raise ValueError here.
+    """
+    g = values["gateway"]
+    io = g.get("inferenceObjective") or {}
+    if not io.get("create"):
+        return g["objective"]
+    name = io.get("name") or g["objective"]
+    if not name:
+        raise ValueError("gateway.inferenceObjective.create is true but no name is set")
+    if g["objective"] and g["objective"] != name:
+        raise ValueError(f"gateway.objective ({g['objective']}) differs from gateway.inferenceObjective.name ({name})")
+    return name
+
+
 def settings_from_values(values: Mapping[str, Any], *, release_name: str, namespace: str) -> PipelineSettings:
     """The PipelineSettings whose hera WorkflowTemplate the chart renders for ``values``."""
     v = values
@@ -395,7 +413,7 @@ def settings_from_values(values: Mapping[str, Any], *, release_name: str, namesp
         language=v["pipeline"]["language"],
         llm_url=v["gateway"]["url"],
         llm_model=v["gateway"]["model"],
-        objective=v["gateway"]["objective"],
+        objective=effective_objective(v),
         shard_seconds=int(v["pipeline"]["shardSeconds"]),
         max_shards=int(v["pipeline"]["maxShards"]),
         only_new=False,

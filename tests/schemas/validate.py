@@ -4,6 +4,8 @@
   ``io.argoproj.workflow.v1alpha1.<Kind>``, JSON Schema draft 2020-12.
 * Kueue kinds: the ``v1beta2`` ``openAPIV3Schema`` of the Kueue v0.19.2 CRD, with the OpenAPI extensions mapped to
   JSON Schema (``nullable`` → ``[type, "null"]``, ``x-kubernetes-int-or-string`` → integer or string).
+* InferenceObjective (``inference.networking.x-k8s.io/v1alpha2``): the ``v1alpha2`` ``openAPIV3Schema`` of the llm-d
+  router CRD (``main`` @ 520af47), mapped the same way.
 * Core kinds: ``kubernetes_validate.validate(obj, "1.33.0", strict=True)``.
 
 Neither the Argo schema nor the CRD schemas forbid unknown keys, so a misspelt field passes them. ``strict=True``
@@ -38,6 +40,12 @@ KUEUE_CRDS = {
     "WorkloadPriorityClass": HERE / "kueue.x-k8s.io_workloadpriorityclasses.yaml",
 }
 KUEUE_VERSION = "v1beta2"
+# Other CRD kinds: apiVersion -> {kind: CRD file}; the version block is the apiVersion's version.
+OTHER_CRDS = {
+    "inference.networking.x-k8s.io/v1alpha2": {
+        "InferenceObjective": HERE / "inference.networking.x-k8s.io_inferenceobjectives.main-520af47.yaml",
+    },
+}
 KUBERNETES_VERSION = "1.33.0"
 INT_OR_STRING = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
 
@@ -100,11 +108,16 @@ def argo_validator(definition: str, *, version: str = "v4.1.2", strict: bool = F
 
 
 @functools.cache
-def kueue_validator(kind: str, *, strict: bool = False) -> jsonschema.Draft202012Validator:
-    crd = yaml.safe_load(KUEUE_CRDS[kind].read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == KUEUE_VERSION]
-    schema = openapi_to_jsonschema(version["schema"]["openAPIV3Schema"])
+def crd_validator(path: Path, version: str, *, strict: bool = False) -> jsonschema.Draft202012Validator:
+    """Validator for the ``version`` entry of ``spec.versions[].schema.openAPIV3Schema`` of the CRD at ``path``."""
+    crd = yaml.safe_load(Path(path).read_text())
+    (entry,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema = openapi_to_jsonschema(entry["schema"]["openAPIV3Schema"])
     return jsonschema.Draft202012Validator(strict_copy(schema) if strict else schema)
+
+
+def kueue_validator(kind: str, *, strict: bool = False) -> jsonschema.Draft202012Validator:
+    return crd_validator(KUEUE_CRDS[kind], KUEUE_VERSION, strict=strict)
 
 
 def _where(obj: dict) -> str:
@@ -131,6 +144,12 @@ def validation_errors(obj: dict, *, strict: bool = True, argo_version: str = "v4
         return _format(obj, list(kueue_validator(kind, strict=strict).iter_errors(obj)), label)
     if api.startswith("kueue.x-k8s.io/"):
         return [f"{_where(obj)}: Kueue API {api}; the chart must use kueue.x-k8s.io/{KUEUE_VERSION}"]
+    if api in OTHER_CRDS:
+        if kind not in OTHER_CRDS[api]:
+            return [f"{_where(obj)}: no CRD saved for {api} kind {kind}"]
+        version = api.rsplit("/", 1)[1]
+        label = f"{kind} CRD {version}{' (strict)' if strict else ''}"
+        return _format(obj, list(crd_validator(OTHER_CRDS[api][kind], version, strict=strict).iter_errors(obj)), label)
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=strict)
     except kubernetes_validate.ValidationError as e:  # reports the first error only

@@ -85,3 +85,25 @@ workflows/chart.py (`quota_resource_name`) mirrors this logic for the tests.
 {{- hasPrefix "http://" (default .Values.s3.endpoint .Values.artifactRepository.endpoint) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The objective the summarize step sends as x-gateway-inference-objective (default of the `objective` parameter).
+With gateway.inferenceObjective.create it is the created object's name (inferenceObjective.name, else
+gateway.objective), so the header always names the object; a different gateway.objective is refused.
+workflows/chart.py (`effective_objective`) mirrors this logic for the tests.
+*/}}
+{{- define "kubescribe.objective" -}}
+{{- $io := .Values.gateway.inferenceObjective }}
+{{- if $io.create }}
+{{- $name := $io.name | default .Values.gateway.objective }}
+{{- if not $name }}
+{{- fail "gateway.inferenceObjective.create is true but no name is set: set gateway.inferenceObjective.name (or gateway.objective)" }}
+{{- end }}
+{{- if and .Values.gateway.objective (ne .Values.gateway.objective $name) }}
+{{- fail (printf "gateway.objective (%s) differs from gateway.inferenceObjective.name (%s): the header must name the created InferenceObjective; set only one of them" .Values.gateway.objective $name) }}
+{{- end }}
+{{- $name }}
+{{- else }}
+{{- .Values.gateway.objective }}
+{{- end }}
+{{- end }}
