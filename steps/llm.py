@@ -795,12 +795,18 @@ def _make_summary(text: str, stats: _Stats, total_s: float, chunks: int) -> Summ
     )
 
 
-def summarize_all(settings: LLMSettings, items: Mapping[str, str]) -> dict[str, Summary | LLMError]:
-    """Summarize many transcripts; at most ``settings.concurrency`` LLM calls in flight.
+def summarize_all(
+    settings: LLMSettings,
+    items: Mapping[str, str],
+    on_result: Callable[[str, Summary | LLMError], None] | None = None,
+) -> dict[str, Summary | LLMError]:
+    """Summarize many transcripts; at most ``settings.concurrency`` transcripts in flight.
 
     Returns one entry per key, in input order. A failing item maps to its
     :class:`LLMError` (unexpected exceptions are wrapped) and does not stop
-    the others.
+    the others. ``on_result`` is called on the calling thread as each item
+    finishes, so callers can persist results as they come (a step killed
+    half-way then keeps what it finished).
     """
     keys = list(items)
     results: dict[str, Summary | LLMError] = {}
@@ -822,6 +828,9 @@ def summarize_all(settings: LLMSettings, items: Mapping[str, str]) -> dict[str, 
 
         workers = min(settings.concurrency, len(keys))
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-item") as pool:
-            for key, res in zip(keys, pool.map(one, keys)):
-                results[key] = res
-    return results
+            futures = {pool.submit(one, key): key for key in keys}
+            for future in concurrent.futures.as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_result is not None:
+                    on_result(futures[future], results[futures[future]])
+    return {key: results[key] for key in keys}

@@ -16,7 +16,7 @@ from steps import layout
 from steps.plan import read_plan
 from steps.report import SummaryRecord, transcripts_by_input
 from steps.store import open_store
-from steps.llm import PROMPT_VERSION, LLMClient, LLMError, LLMSettings, summarize_all
+from steps.llm import PROMPT_VERSION, LLMClient, LLMError, LLMSettings, Summary, summarize_all
 
 
 def summary_cache_key(transcript: str, settings: LLMSettings) -> str:
@@ -68,15 +68,15 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
         keys[f.input] = key
         out = layout.summary(f.stem)
         marker = layout.summary_marker(key)
-        if store.exists(marker) and store.exists(out) and json.loads(store.read_text(marker)).get("output") == out:
-            metrics = json.loads(store.read_text(marker)).get("metrics")
-            records[f.input] = SummaryRecord(input=f.input, status="succeeded", output=out, cached=True, metrics=metrics)
+        cached = json.loads(store.read_text(marker)) if store.exists(marker) and store.exists(out) else None
+        if cached is not None and cached.get("output") == out:
+            records[f.input] = SummaryRecord(input=f.input, status="succeeded", output=out, cached=True,
+                                             metrics=cached.get("metrics"))
         else:
             pending[f.input] = text
 
-    t0 = time.perf_counter()
-    outcomes = _endpoint_down(settings, pending) or summarize_all(settings, pending)
-    for name, outcome in outcomes.items():
+    def record(name: str, outcome: Summary | LLMError) -> None:
+        """Persist each summary (output, then marker) as soon as it exists."""
         if isinstance(outcome, LLMError):
             records[name] = SummaryRecord(input=name, status="failed", error=f"{name}: summarization failed: {outcome}")
         else:
@@ -84,12 +84,19 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
             store.write_text(out, outcome.text.strip() + "\n", "text/markdown; charset=utf-8")
             metrics = outcome.to_dict()
             metrics.pop("text", None)
-            store.write_text(
-                layout.summary_marker(keys[name]), json.dumps({"input": name, "output": out, "metrics": metrics}), "application/json"
-            )
+            marker = {"input": name, "output": out, "metrics": metrics}
+            store.write_text(layout.summary_marker(keys[name]), json.dumps(marker), "application/json")
             records[name] = SummaryRecord(input=name, status="succeeded", output=out, metrics=metrics)
         if progress:
             progress(records[name])
+
+    t0 = time.perf_counter()
+    down = _endpoint_down(settings, pending)
+    if down:
+        for name, error in down.items():
+            record(name, error)
+    else:
+        summarize_all(settings, pending, on_result=record)
 
     ordered = [records[f.input] for f in plan.files]
     store.write_text(

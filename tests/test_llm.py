@@ -357,8 +357,10 @@ def test_summarize_all_concurrency_and_isolation(fake: Callable[..., FakeOpenAI]
 
     srv = fake(default=reply)
     items = {"a.wav": "First talk.", "b.wav": "FAIL-ME please.", "c.wav": "Third talk.", "d.wav": ""}
-    out = summarize_all(fast(srv.url, concurrency=2), items)
+    seen: list[str] = []
+    out = summarize_all(fast(srv.url, concurrency=2), items, on_result=lambda key, res: seen.append(key))
     assert list(out) == list(items)
+    assert sorted(seen) == sorted(items)  # each result handed over as it finishes, once
     assert isinstance(out["a.wav"], Summary) and isinstance(out["c.wav"], Summary)
     assert isinstance(out["b.wav"], LLMError) and "rejected on purpose" in str(out["b.wav"])
     assert isinstance(out["d.wav"], Summary) and out["d.wav"].requests == 0
