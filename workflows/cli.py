@@ -157,6 +157,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             output=out,
             whisper_model=a.model,
             language=a.language or "",
+            beam_size=a.beam_size,
             llm_url=llm_url,
             llm_model=llm_model or "default",
             shard_seconds=a.shard_seconds,
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder (or s3://bucket/prefix)")
     r.add_argument("--model", default="tiny.en", help="whisper model name, checkpoint path or CTranslate2 dir (default: bundled tiny.en)")
     r.add_argument("--language", default="", help="ISO code; default auto-detect")
+    r.add_argument("--beam-size", type=int, default=5, help="Whisper beam width; 1 is greedy (faster)")
     r.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL; default: start a local llama.cpp server")
     r.add_argument("--llm-model", default=None, help="model name for --llm-url")
     r.add_argument("--gguf", default=None, help="GGUF model for the local llama.cpp server (default: bundled SmolLM2-135M)")
