@@ -36,6 +36,10 @@ def summarize_result(run_id: str) -> str:
     return f"{run_prefix(run_id)}/summarize.json"
 
 
+def run_report(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/report.json"
+
+
 def transcript(stem: str, fmt: str) -> str:
     return f"transcripts/{stem}.{fmt}"
 

@@ -38,10 +38,10 @@ def read_shard_results(store: Store, plan: Plan) -> dict[int, ShardResult | None
     return results
 
 
-def transcripts_by_input(store: Store, plan: Plan) -> dict[str, FileResult]:
+def transcripts_by_input(plan: Plan, shard_results: dict[int, ShardResult | None]) -> dict[str, FileResult]:
     """Each planned input's transcription result; inputs of shards that never reported are failed."""
     out: dict[str, FileResult] = {}
-    for shard, result in read_shard_results(store, plan).items():
+    for shard, result in shard_results.items():
         if result is None:
             for f in plan.shard_files(shard):
                 out[f.input] = FileResult(
@@ -56,21 +56,14 @@ def transcripts_by_input(store: Store, plan: Plan) -> dict[str, FileResult]:
     return out
 
 
-def read_summary_records(store: Store, run_id: str) -> dict[str, SummaryRecord]:
-    key = layout.summarize_result(run_id)
-    if not store.exists(key):
-        return {}
-    data = json.loads(store.read_text(key))
-    return {r["input"]: SummaryRecord(**r) for r in data["files"]}
-
-
 def build_report(store: Store, plan: Plan) -> dict[str, Any]:
     run_id = plan.run_id
-    transcripts = transcripts_by_input(store, plan)
-    summaries = read_summary_records(store, run_id)
-    summarize_meta = {}
-    if store.exists(layout.summarize_result(run_id)):
-        summarize_meta = {k: v for k, v in json.loads(store.read_text(layout.summarize_result(run_id))).items() if k != "files"}
+    shard_outcomes = read_shard_results(store, plan)
+    transcripts = transcripts_by_input(plan, shard_outcomes)
+    summarize_key = layout.summarize_result(run_id)
+    summarize_result = json.loads(store.read_text(summarize_key)) if store.exists(summarize_key) else {"files": []}
+    summaries = {r["input"]: SummaryRecord(**r) for r in summarize_result["files"]}
+    summarize_meta = {k: v for k, v in summarize_result.items() if k != "files"}
 
     files = []
     for f in plan.files:
@@ -107,7 +100,7 @@ def build_report(store: Store, plan: Plan) -> dict[str, Any]:
             }
         )
 
-    shard_results = [r for r in read_shard_results(store, plan).values() if r is not None]
+    shard_results = [r for r in shard_outcomes.values() if r is not None]
     done = [f for f in files if f["transcribe"] and not f["transcribe"]["cached"] and f["transcribe"]["seconds"]]
     audio_s = sum(f["duration_s"] or 0 for f in done)
     busy_s = sum(f["transcribe"]["seconds"] for f in done)
@@ -150,7 +143,7 @@ def run_step(output_url: str, run_id: str) -> dict[str, Any]:
     report = build_report(store, plan)
     text = json.dumps(report, indent=2) + "\n"
     # The run's own copy survives later runs (a CronWorkflow writes report.json every time).
-    store.write_text(f"{layout.run_prefix(run_id)}/report.json", text, "application/json")
+    store.write_text(layout.run_report(run_id), text, "application/json")
     store.write_text(layout.REPORT, text, "application/json")
     mark_processed(store, plan, report)
     return report

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from steps import layout
 from steps.plan import read_plan
-from steps.report import SummaryRecord, transcripts_by_input
+from steps.report import SummaryRecord, read_shard_results, transcripts_by_input
 from steps.store import open_store
 from steps.llm import PROMPT_VERSION, LLMClient, LLMError, LLMSettings, Summary, summarize_all
 
@@ -53,7 +53,7 @@ def _endpoint_down(settings: LLMSettings, pending: dict[str, str]) -> dict[str, 
 def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None) -> list[SummaryRecord]:
     store = open_store(output_url)
     plan = read_plan(store, run_id)
-    transcripts = transcripts_by_input(store, plan)
+    transcripts = transcripts_by_input(plan, read_shard_results(store, plan))
     records: dict[str, SummaryRecord] = {}
     pending: dict[str, str] = {}
     keys: dict[str, str] = {}

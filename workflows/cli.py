@@ -43,9 +43,8 @@ def _is_s3(url: str) -> bool:
 class _ProgressView:
     """Turns runner events and step log lines into rich progress bars."""
 
-    def __init__(self, progress: Progress, output: str):
+    def __init__(self, progress: Progress):
         self.progress = progress
-        self.output = output
         self.tasks: dict[str, int] = {}
         self.total_files: int | None = None
 
@@ -181,7 +180,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         workdir = Path(a.workdir) if a.workdir else (Path(out) / ".kubescribe" / "local" if not _is_s3(out) else Path(".kubescribe-local"))
         with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
-            view = _ProgressView(progress, out)
+            view = _ProgressView(progress)
             runner = LocalRunner(workdir, capacity=capacity, secrets=secrets, on_event=view.on_event, on_log=view.on_log)
             result = runner.run(workflow)
     except (LlamaServerError, LocalRunnerError, StoreError) as e:

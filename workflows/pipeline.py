@@ -60,8 +60,8 @@ def _p(name: str) -> str:
     return "{{workflow.parameters.%s}}" % name
 
 
-def _common_args(settings: PipelineSettings) -> list[str]:
-    return ["--output", _p("output"), "--run-id", "{{workflow.name}}"]
+# Every step reads/writes the output store under the run's id (the workflow name).
+COMMON_ARGS = ["--output", _p("output"), "--run-id", "{{workflow.name}}"]
 
 
 def _security_context() -> m.SecurityContext:
@@ -108,7 +108,7 @@ def _templates(settings: PipelineSettings) -> None:
         s,
         "plan",
         s.steps_image,
-        ["plan", "--input", _p("input"), *_common_args(s), "--shard-seconds", _p("shard-seconds"),
+        ["plan", "--input", _p("input"), *COMMON_ARGS, "--shard-seconds", _p("shard-seconds"),
          "--max-shards", _p("max-shards"), "--only-new", _p("only-new"), "--shards-file", SHARDS_FILE],
         outputs=[Parameter(name="shards", value_from=m.ValueFrom(path=SHARDS_FILE))],
         resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
@@ -128,7 +128,7 @@ def _templates(settings: PipelineSettings) -> None:
         s,
         "transcribe",
         s.whisper_image,
-        ["transcribe", *_common_args(s), "--shard", "{{inputs.parameters.shard}}", "--model", _p("whisper-model"),
+        ["transcribe", *COMMON_ARGS, "--shard", "{{inputs.parameters.shard}}", "--model", _p("whisper-model"),
          "--language", _p("language"), "--beam-size", _p("beam-size"), "--device", s.device if s.accelerator != "cpu" else "cpu", "--threads", str(s.threads)],
         inputs=[Parameter(name="shard")],
         labels=labels,
@@ -147,7 +147,7 @@ def _templates(settings: PipelineSettings) -> None:
         s,
         "summarize",
         s.steps_image,
-        ["summarize", *_common_args(s), "--llm-url", _p("llm-url"), "--llm-model", _p("llm-model"),
+        ["summarize", *COMMON_ARGS, "--llm-url", _p("llm-url"), "--llm-model", _p("llm-model"),
          "--objective", _p("objective"), "--concurrency", str(s.summarize_concurrency),
          "--context-tokens", str(s.context_tokens), "--max-output-tokens", str(s.max_output_tokens)],
         extra_env=llm_env,
@@ -158,7 +158,7 @@ def _templates(settings: PipelineSettings) -> None:
         s,
         "report",
         s.steps_image,
-        ["report", *_common_args(s)],
+        ["report", *COMMON_ARGS],
         resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
     )
 
