@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from steps import layout
+from steps.deadlines import (DEFAULT_FIRST_TOKEN_TIMEOUT_S, DEFAULT_IDLE_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S,
+                             DEFAULT_SUMMARIZE_BUDGET_S)
 
 
 def _write_output(path: str | None, value: str) -> None:
@@ -36,8 +38,10 @@ def cmd_plan(a: argparse.Namespace) -> int:
     print(f"planned {len(plan.files)} audio file(s), {total:.0f} s of audio, in {len(shards)} shard(s)")
     if plan.already_processed:
         print(f"skipped {plan.already_processed} input(s) already processed by earlier runs")
-    for key in plan.ignored:
-        print(f"ignored (not an audio file name): {key}")
+    for entry in plan.ignored:
+        print(f"ignored: {entry['input']}: {entry['reason']}")
+    for entry in plan.rejected:
+        print(f"FAILED  {entry['input']}: {entry['reason']}")
     _write_output(a.shards_file, json.dumps(shards))
     return 0
 
@@ -63,15 +67,27 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
 def cmd_summarize(a: argparse.Namespace) -> int:
     from steps.llm import LLMSettings
     from steps.summarize import run_step
+    from steps.urls import BASIC_AUTH_ENV, parse_userinfo, redact_url, split_credentials
 
+    # Credentials never stay in the URL (it is logged and stored); the environment (a Secret) is the right place.
+    url, credentials = split_credentials(a.llm_url)
+    if credentials is not None:
+        print(f"warning: --llm-url {redact_url(a.llm_url)} carries credentials; they are used for basic auth and "
+              "kept out of logs and results, but a workflow parameter is visible to anyone who can read the "
+              f"workflow: put them in the gateway Secret's basic-auth key ({BASIC_AUTH_ENV}) instead", file=sys.stderr)
     settings = LLMSettings(
-        url=a.llm_url,
+        url=url,
         model=a.llm_model,
         objective=a.objective or None,
         api_key=os.environ.get("LLM_API_KEY") or None,
+        basic_auth=credentials or parse_userinfo(os.environ.get(BASIC_AUTH_ENV) or ""),
         concurrency=a.concurrency,
         context_tokens=a.context_tokens,
         max_output_tokens=a.max_output_tokens,
+        first_token_timeout_s=a.first_token_timeout,
+        read_timeout_s=a.idle_timeout,
+        request_timeout_s=a.request_timeout,
+        budget_s=a.budget or None,
     )
 
     def progress(r) -> None:
@@ -135,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--concurrency", type=int, default=4)
     sp.add_argument("--context-tokens", type=int, default=8192)
     sp.add_argument("--max-output-tokens", type=int, default=512)
+    sp.add_argument("--first-token-timeout", type=float, default=DEFAULT_FIRST_TOKEN_TIMEOUT_S, metavar="S",
+                    help="seconds to the first generated token, per attempt (keep-alives do not count)")
+    sp.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_READ_TIMEOUT_S, metavar="S",
+                    help="seconds of silence tolerated once tokens flow")
+    sp.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S, metavar="S",
+                    help="seconds for one LLM call, retries included")
+    sp.add_argument("--budget", type=float, default=DEFAULT_SUMMARIZE_BUDGET_S, metavar="S",
+                    help="seconds for the whole step; files not summarized by then fail alone (0: no budget)")
     sp.set_defaults(fn=cmd_summarize)
 
     sp = sub.add_parser("report", help="merge all results into report.json")
@@ -156,3 +180,5 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, AudioError, ModelError, LLMError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+if __name__ == "__main__":
+    sys.exit(main())

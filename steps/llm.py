@@ -19,6 +19,14 @@ Design notes (why things are the way they are):
   (inference-perf convention); the first SSE chunk carrying ``choices`` (vLLM
   bench convention) is reported separately as ``first_chunk_s``. Both use a
   monotonic clock started right before the request is sent.
+* **Deadlines.** Every wait is bounded (``steps/deadlines.py``): time to the
+  first token and idle silence per attempt, a deadline for the whole call
+  (retries included), and the summarize step's budget over all calls. No
+  retry sleeps past what is left; keep-alive comments never extend a wait.
+  The wire format (errors, SSE and plain responses) is ``steps/llm_wire.py``.
+* **Untrusted output.** Model text is stripped of terminal escapes and
+  control characters (``steps/sanitize.py``) before anything stores or
+  prints it; credentials in the URL become basic auth (``steps/urls.py``).
 * **Retries.** 429, 5xx, connect errors, timeouts and
   ``RemoteProtocolError`` are retried with exponential backoff and jitter,
   honouring ``Retry-After``. Other 4xx fail at once with a one-line
@@ -40,24 +48,50 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import email.utils
-import json
 import logging
 import math
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 
+from steps.deadlines import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_FIRST_TOKEN_TIMEOUT_S,
+    DEFAULT_IDLE_READ_TIMEOUT_S,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_SUMMARIZE_BUDGET_S,
+    FIRST_TOKEN,
+    LIMIT,
+    Deadline,
+    StreamGuard,
+    earliest,
+)
+from steps.llm_wire import (
+    BudgetExhausted,
+    ChatResult,
+    LLMError,
+    _Expired,
+    _parse_retry_after,
+    _Retryable,
+    _snippet,
+    budget_message,
+    read_plain,
+    read_stream,
+)
+from steps.sanitize import strip_control
+from steps.urls import split_credentials
+
 __all__ = [
     "PROMPT_VERSION",
     "NO_SPEECH_TEXT",
     "LLMError",
+    "BudgetExhausted",
     "LLMSettings",
     "ChatResult",
     "Summary",
@@ -113,7 +147,6 @@ _TEMPLATE_TOKENS_PER_MESSAGE = 8
 #: Smallest transcript budget (tokens) we accept per request.
 _MIN_INPUT_TOKENS = 64
 _MAX_REDUCE_DEPTH = 8
-_MAX_RETRY_AFTER_S = 120.0
 _MAX_BACKOFF_S = 60.0
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -136,43 +169,32 @@ def estimate_tokens(text: str) -> int:
 # --- public types ----------------------------------------------------------
 
 
-class LLMError(RuntimeError):
-    """Expected failure talking to the LLM endpoint (one-line message).
-
-    ``url`` is the endpoint, ``status`` the HTTP status if there was one,
-    ``context_overflow`` is true when the server said the prompt is too long.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        context_overflow: bool = False,
-    ) -> None:
-        super().__init__(" ".join(message.split()))
-        self.url = url
-        self.status = status
-        self.context_overflow = context_overflow
-
-
 @dataclass(frozen=True)
 class LLMSettings:
     """How to reach the model and how hard to push it.
 
-    ``url`` may be given with or without the trailing ``/v1``.
+    ``url`` may be given with or without the trailing ``/v1``; credentials in it
+    (``http://user:pass@host/v1``) are moved to ``basic_auth`` so the URL is
+    safe to log and store. ``api_key`` (a bearer token) wins over ``basic_auth``.
     ``context_tokens`` is the model's context window *per request* (for
     llama-server: the per-slot context) and drives map-reduce.
+    Deadlines (``steps/deadlines.py``): ``first_token_timeout_s`` per attempt,
+    ``read_timeout_s`` the idle silence tolerated after the first token,
+    ``request_timeout_s`` one call with its retries, ``budget_s`` all of
+    :func:`summarize_all` (``None``: no budget).
     """
 
     url: str
     model: str
     objective: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never printed
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)  # never printed
     concurrency: int = 4
-    connect_timeout_s: float = 10
-    read_timeout_s: float = 300
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    read_timeout_s: float = DEFAULT_IDLE_READ_TIMEOUT_S
+    first_token_timeout_s: float = DEFAULT_FIRST_TOKEN_TIMEOUT_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    budget_s: float | None = DEFAULT_SUMMARIZE_BUDGET_S
     max_retries: int = 4
     backoff_s: float = 1.0
     context_tokens: int = 4096
@@ -182,6 +204,10 @@ class LLMSettings:
     def __post_init__(self) -> None:
         if not self.url:
             raise ValueError("LLMSettings.url is empty")
+        url, credentials = split_credentials(self.url)
+        if credentials is not None:
+            object.__setattr__(self, "url", url)
+            object.__setattr__(self, "basic_auth", self.basic_auth or credentials)
         if not self.model:
             raise ValueError("LLMSettings.model is empty")
         if self.concurrency < 1:
@@ -190,28 +216,10 @@ class LLMSettings:
             raise ValueError("LLMSettings.max_retries must be >= 0")
         if self.max_output_tokens < 1:
             raise ValueError("LLMSettings.max_output_tokens must be >= 1")
-
-
-@dataclass(frozen=True)
-class ChatResult:
-    """One successful chat completion.
-
-    ``ttft_s``: first non-empty content delta; ``first_chunk_s``: first SSE
-    chunk with ``choices``; both ``None`` if never seen. Times are measured from
-    just before the successful attempt was sent. ``attempts`` counts HTTP
-    attempts including retries.
-    """
-
-    text: str
-    ttft_s: float | None
-    first_chunk_s: float | None
-    total_s: float
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cached_tokens: int | None
-    finish_reason: str | None
-    model: str | None
-    attempts: int
+        for name in ("connect_timeout_s", "read_timeout_s", "first_token_timeout_s", "request_timeout_s", "budget_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"LLMSettings.{name} must be > 0")
 
 
 @dataclass
@@ -266,38 +274,6 @@ def _strip_reasoning(text: str) -> str:
     return text.strip()
 
 
-def _snippet(text: str, limit: int = 200) -> str:
-    """Error body on one line, short; prefers the OpenAI ``error.message``."""
-    try:
-        data = json.loads(text)
-        err = data.get("error", data) if isinstance(data, dict) else data
-        if isinstance(err, dict) and err.get("message"):
-            text = str(err["message"])
-        elif isinstance(err, str):
-            text = err
-    except (ValueError, AttributeError):
-        pass
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
-
-
 def _split_text(text: str, max_chars: int) -> list[str]:
     """Split on sentence ends, then whitespace, into pieces of <= max_chars.
 
@@ -339,16 +315,6 @@ def _normalize_base_url(url: str) -> str:
     return base
 
 
-class _Retryable(Exception):
-    """Internal: a failure worth retrying, with an optional server-given delay."""
-
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-
-
 # --- client ----------------------------------------------------------------
 
 
@@ -357,17 +323,24 @@ class LLMClient:
 
     At most ``settings.concurrency`` requests are in flight at once across all
     threads using this client, so nested map-reduce inside
-    :func:`summarize_all` still respects the cap.
+    :func:`summarize_all` still respects the cap. ``budget`` (the summarize
+    step's :class:`Deadline`) caps every call made through this client.
     """
 
-    def __init__(self, settings: LLMSettings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: LLMSettings, transport: httpx.BaseTransport | None = None, budget: Deadline | None = None
+    ) -> None:
         self.settings = settings
+        self.budget = budget
         self.base_url = _normalize_base_url(settings.url)
         headers = {"User-Agent": f"kubescribe-summarize/{PROMPT_VERSION}"}
         if settings.objective:
             headers["x-gateway-inference-objective"] = settings.objective
+        auth = None
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
+        elif settings.basic_auth:
+            auth = httpx.BasicAuth(*settings.basic_auth)
         timeout = httpx.Timeout(
             connect=settings.connect_timeout_s,
             read=settings.read_timeout_s,
@@ -377,6 +350,7 @@ class LLMClient:
         try:
             self._http = httpx.Client(
                 headers=headers,
+                auth=auth,
                 timeout=timeout,
                 transport=transport,
                 limits=httpx.Limits(max_keepalive_connections=0),
@@ -403,9 +377,14 @@ class LLMClient:
         with an error (after the usual retries).
         """
         url = f"{self.base_url}/models"
+        limit = self._limit()
 
         def once() -> list[str]:
-            resp = self._http.get(url)
+            read_s = min(self.settings.first_token_timeout_s, max(limit.remaining(), 0.001))
+            try:
+                resp = self._http.get(url, timeout=self._timeout(read_s, limit))
+            except httpx.ReadTimeout:
+                raise _Retryable(f"no answer within {read_s:.3g} s") from None
             if resp.status_code >= 400:
                 self._raise_for_status(resp, url)
             try:
@@ -416,7 +395,7 @@ class LLMClient:
                     f"LLM endpoint {url}: unexpected /models response: {_snippet(resp.text)}", url=url
                 ) from None
 
-        return self._with_retries(url, "GET /models", lambda: self._guard(url, once))
+        return self._with_retries(url, "GET /models", lambda: self._guard(url, once), limit)
 
     def chat(self, messages: list[dict], *, max_tokens: int | None = None) -> ChatResult:
         """Streamed chat completion with retries; see :class:`ChatResult`."""
@@ -431,20 +410,46 @@ class LLMClient:
             "temperature": s.temperature,
         }
         attempts = 0
+        limit = self._limit()
 
         def once() -> ChatResult:
             nonlocal attempts
             attempts += 1
-            with self._slots:
-                return self._guard(url, lambda: self._stream_once(url, body, attempts))
+            if not self._slots.acquire(timeout=max(limit.remaining(), 0.0)):
+                raise self._out_of_time(url, "chat completion", limit, attempts - 1,
+                                        f"still waiting for one of {s.concurrency} request slot(s)")
+            try:
+                return self._guard(url, lambda: self._stream_once(url, body, attempts, limit))
+            finally:
+                self._slots.release()
 
-        return self._with_retries(url, "chat completion", once)
+        return self._with_retries(url, "chat completion", once, limit)
 
     # internals ---------------------------------------------------------------
-    def _with_retries(self, url: str, what: str, fn: Callable[[], T]) -> T:
+    def _limit(self) -> Deadline:
+        """The deadline of one call: its own, or the step's budget if that ends first."""
+        own = Deadline(self.settings.request_timeout_s, f"request deadline of {self.settings.request_timeout_s:g} s")
+        return earliest(own, self.budget)
+
+    def _timeout(self, read_s: float, limit: Deadline) -> httpx.Timeout:
+        left = max(limit.remaining(), 0.001)
+        return httpx.Timeout(connect=min(self.settings.connect_timeout_s, left), read=read_s, write=read_s, pool=None)
+
+    def _out_of_time(self, url: str, what: str, limit: Deadline, attempts: int, reason: str) -> LLMError:
+        """The error when ``limit`` ends the call (a budget error when it is the step's budget)."""
+        if limit.is_budget:
+            return BudgetExhausted(budget_message(limit, f"LLM endpoint {url}: {reason}"), url=url)
+        return LLMError(
+            f"LLM endpoint {url}: {what} failed: {limit.label} reached after {attempts} attempt(s); last: {reason}",
+            url=url,
+        )
+
+    def _with_retries(self, url: str, what: str, fn: Callable[[], T], limit: Deadline) -> T:
         s = self.settings
         total = s.max_retries + 1
         for attempt in range(1, total + 1):
+            if limit.expired():
+                raise self._out_of_time(url, what, limit, attempt - 1, "no time left to start")
             try:
                 return fn()
             except _Retryable as exc:
@@ -457,9 +462,12 @@ class LLMClient:
                 delay = exc.retry_after
                 if delay is None:
                     delay = min(s.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S) * random.uniform(0.5, 1.5)
+                if delay >= limit.remaining():  # never sleep past the deadline
+                    raise self._out_of_time(url, what, limit, attempt, exc.reason) from None
+                budget = f"; {self.budget.left()}" if self.budget is not None and self.budget is not limit else ""
                 log.warning(
-                    "LLM %s to %s: %s; retry %d/%d in %.2fs",
-                    what, url, exc.reason, attempt, s.max_retries, delay,
+                    "LLM %s to %s: %s; retry %d/%d in %.2f s (%s%s)",
+                    what, url, exc.reason, attempt, s.max_retries, delay, limit.left(), budget,
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -470,9 +478,9 @@ class LLMClient:
         try:
             return fn()
         except httpx.ConnectTimeout:
-            raise _Retryable(f"connect timeout after {s.connect_timeout_s:g}s") from None
+            raise _Retryable(f"connect timeout after {s.connect_timeout_s:g} s") from None
         except (httpx.ReadTimeout, httpx.WriteTimeout):
-            raise _Retryable(f"no data from server for {s.read_timeout_s:g}s (read timeout)") from None
+            raise _Retryable("no data from server within the read timeout") from None
         except httpx.PoolTimeout:  # pragma: no cover - pool is unbounded here
             raise _Retryable("connection pool timeout") from None
         except httpx.ConnectError as exc:
@@ -498,7 +506,7 @@ class LLMClient:
                 retry_after=_parse_retry_after(resp.headers.get("retry-after")),
             )
         if status in (401, 403):
-            msg = f"authentication failed (HTTP {status}); check the API key"
+            msg = f"authentication failed (HTTP {status}); check the API key or the credentials"
         elif status == 404 and re.search(r"model", raw, re.IGNORECASE):
             msg = f"model {self.settings.model!r} not found (HTTP 404): {detail}"
         elif status == 404:
@@ -512,138 +520,38 @@ class LLMClient:
             context_overflow=bool(_CONTEXT_OVERFLOW.search(raw)),
         )
 
-    def _stream_once(self, url: str, body: dict[str, Any], attempts: int) -> ChatResult:
-        t0 = time.monotonic()
-        with self._http.stream("POST", url, json=body, headers={"Accept": "text/event-stream"}) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                self._raise_for_status(resp, url)
-            ctype = resp.headers.get("content-type", "")
-            if "text/event-stream" not in ctype:
-                # Server ignored "stream": parse a plain completion instead.
-                resp.read()
-                return self._from_plain(url, resp, t0, attempts)
-            return self._from_stream(url, resp, t0, attempts)
-
-    def _from_plain(self, url: str, resp: httpx.Response, t0: float, attempts: int) -> ChatResult:
-        total = time.monotonic() - t0
+    def _stream_once(self, url: str, body: dict[str, Any], attempts: int, limit: Deadline) -> ChatResult:
+        s = self.settings
+        guard = StreamGuard(limit, s.first_token_timeout_s, s.read_timeout_s)
         try:
-            data = resp.json()
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise LLMError(f"LLM endpoint {url}: unexpected response: {_snippet(resp.text)}", url=url) from None
-        usage = data.get("usage") or {}
-        return ChatResult(
-            text=text,
-            ttft_s=total if text else None,
-            first_chunk_s=total,
-            total_s=total,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            cached_tokens=_cached_tokens(usage, data),
-            finish_reason=choice.get("finish_reason"),
-            model=data.get("model"),
-            attempts=attempts,
-        )
-
-    def _from_stream(self, url: str, resp: httpx.Response, t0: float, attempts: int) -> ChatResult:
-        parts: list[str] = []
-        ttft = first_chunk = None
-        usage: dict[str, Any] = {}
-        cached: int | None = None
-        finish_reason = model = None
-        done = False
-        for payload in _sse_data(resp.iter_lines()):
-            if payload == "[DONE]":
-                done = True
-                break
-            try:
-                chunk = json.loads(payload)
-            except ValueError:
-                raise _Retryable(f"malformed stream chunk: {_snippet(payload)}") from None
-            if not isinstance(chunk, dict):
-                continue
-            if chunk.get("error"):
-                raise LLMError(f"LLM endpoint {url}: error in stream: {_snippet(json.dumps(chunk))}", url=url)
-            model = chunk.get("model") or model
-            choices = chunk.get("choices") or []
-            if choices and first_chunk is None:
-                first_chunk = time.monotonic() - t0
-            for choice in choices:
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if content:
-                    if ttft is None:
-                        ttft = time.monotonic() - t0
-                    parts.append(content)
-                if choice.get("finish_reason"):
-                    finish_reason = choice["finish_reason"]
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-                cached = _cached_tokens(usage, chunk)
-        if not done and finish_reason is None:
-            raise _Retryable("stream ended before completion")
-        return ChatResult(
-            text="".join(parts),
-            ttft_s=ttft,
-            first_chunk_s=first_chunk,
-            total_s=time.monotonic() - t0,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            cached_tokens=cached,
-            finish_reason=finish_reason,
-            model=model,
-            attempts=attempts,
-        )
-
-
-def _cached_tokens(usage: Mapping[str, Any], chunk: Mapping[str, Any]) -> int | None:
-    """OpenAI ``prompt_tokens_details.cached_tokens``, else llama.cpp ``timings.cache_n``."""
-    details = usage.get("prompt_tokens_details") or {}
-    if isinstance(details, Mapping) and details.get("cached_tokens") is not None:
-        return int(details["cached_tokens"])
-    timings = chunk.get("timings") or {}
-    if isinstance(timings, Mapping) and timings.get("cache_n") is not None:
-        return int(timings["cache_n"])
-    return None
-
-
-def _sse_data(lines: Iterable[str]) -> Iterator[str]:
-    """Yield the ``data`` payload of each SSE event.
-
-    Comment lines (``:``) and other fields (``event:``, ``id:``, ``retry:``)
-    are ignored; multi-line data is joined with newlines per the SSE spec.
-    """
-    buf: list[str] = []
-    for line in lines:
-        if not line:
-            if buf:
-                yield "\n".join(buf)
-                buf = []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if name != "data":
-            continue
-        buf.append(value[1:] if value.startswith(" ") else value)
-        # OpenAI-style servers send one data line per event; don't wait for
-        # the blank line if the payload is already complete JSON or [DONE].
-        joined = "\n".join(buf)
-        if joined == "[DONE]" or _is_json(joined):
-            yield joined
-            buf = []
-    if buf:
-        yield "\n".join(buf)
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+            timeout = self._timeout(guard.read_timeout(), limit)
+            with self._http.stream("POST", url, json=body, headers={"Accept": "text/event-stream"},
+                                   timeout=timeout) as resp:
+                guard.watch(resp)
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise_for_status(resp, url)
+                if "text/event-stream" not in resp.headers.get("content-type", ""):
+                    # Server ignored "stream": parse a plain completion instead.
+                    return read_plain(url, resp, guard, attempts)
+                return read_stream(url, resp, guard, attempts)
+        except (httpx.TransportError, _Retryable, _Expired) as exc:
+            kind = guard.expired()
+            if kind is None and isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):
+                kind = guard.next_deadline()[1]  # the read timeout stood for this deadline
+            if kind is None:
+                raise
+            if kind == LIMIT:
+                waited = time.monotonic() - guard.started
+                state = (f"no first token after {waited:.1f} s" if guard.first_token_at is None
+                         else f"streaming for {waited:.1f} s")
+                raise self._out_of_time(url, "chat completion", limit, attempts, state) from None
+            if kind == FIRST_TOKEN:
+                raise _Retryable(f"no first token within {s.first_token_timeout_s:g} s "
+                                 f"(first-token deadline; {guard.seen()})") from None
+            raise _Retryable(f"no data for {s.read_timeout_s:g} s after the first token (idle read timeout)") from None
+        finally:
+            guard.close()
 
 
 # --- summarization -----------------------------------------------------------
@@ -685,7 +593,7 @@ def _call(client: LLMClient, text: str, mode: str, stats: _Stats) -> str:
     started = time.monotonic()
     result = client.chat(build_messages(text, mode))
     stats.add(started, result)
-    return _strip_reasoning(result.text)
+    return _strip_reasoning(strip_control(result.text))  # model output is untrusted (terminal escapes)
 
 
 def _map_piece(client: LLMClient, text: str, max_chars: int, stats: _Stats, depth: int = 0) -> list[str]:
@@ -795,10 +703,18 @@ def _make_summary(text: str, stats: _Stats, total_s: float, chunks: int) -> Summ
     )
 
 
+def step_budget(settings: LLMSettings) -> Deadline | None:
+    """The summarize step's budget, starting now (``None`` when ``settings.budget_s`` is ``None``)."""
+    if settings.budget_s is None:
+        return None
+    return Deadline(settings.budget_s, f"summarize budget of {settings.budget_s:g} s", budget=True)
+
+
 def summarize_all(
     settings: LLMSettings,
     items: Mapping[str, str],
     on_result: Callable[[str, Summary | LLMError], None] | None = None,
+    budget: Deadline | None = None,
 ) -> dict[str, Summary | LLMError]:
     """Summarize many transcripts; at most ``settings.concurrency`` transcripts in flight.
 
@@ -806,15 +722,21 @@ def summarize_all(
     :class:`LLMError` (unexpected exceptions are wrapped) and does not stop
     the others. ``on_result`` is called on the calling thread as each item
     finishes, so callers can persist results as they come (a step killed
-    half-way then keeps what it finished).
+    half-way then keeps what it finished). ``budget`` (default: a fresh
+    :func:`step_budget`) bounds the whole batch: items still running when it
+    ends, and items not started yet, map to :class:`BudgetExhausted`.
     """
     keys = list(items)
     results: dict[str, Summary | LLMError] = {}
     if not keys:
         return results
-    with LLMClient(settings) as client:
+    budget = budget or step_budget(settings)
+    with LLMClient(settings, budget=budget) as client:
 
         def one(key: str) -> Summary | LLMError:
+            if budget is not None and budget.expired():
+                log.error("summary of %s not started: %s", key, budget.label + " exhausted")
+                return BudgetExhausted(budget_message(budget), url=client.base_url)
             try:
                 return summarize(client, items[key])
             except LLMError as exc:

@@ -6,15 +6,18 @@ after all retries) still shows up, with its files failed and a message saying so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from steps import __version__, layout
 from steps.plan import Plan, read_plan
-from steps.store import Store, open_store
+from steps.store import ObjectError, Store, open_store
+from steps.digests import text_digest
 from steps.transcribe import FileResult, ShardResult
 
 
@@ -28,6 +31,7 @@ class SummaryRecord:
     output: str | None = None
     cached: bool = False
     metrics: dict[str, Any] | None = None
+    digest: str | None = None  # sha256 of the summary as written
 
 
 def read_shard_results(store: Store, plan: Plan) -> dict[int, ShardResult | None]:
@@ -42,18 +46,41 @@ def transcripts_by_input(plan: Plan, shard_results: dict[int, ShardResult | None
     """Each planned input's transcription result; inputs of shards that never reported are failed."""
     out: dict[str, FileResult] = {}
     for shard, result in shard_results.items():
-        if result is None:
-            for f in plan.shard_files(shard):
-                out[f.input] = FileResult(
-                    input=f.input,
-                    stem=f.stem,
-                    status="failed",
-                    duration_s=f.duration_s,
-                    error=f"{f.input}: shard {shard} did not finish (its pod failed; see the transcribe step's logs)",
-                )
-        else:
+        if result is not None:
             out.update({r.input: r for r in result.files})
+        if result is not None and result.complete:
+            continue
+        for f in plan.shard_files(shard):
+            if f.input in out:
+                continue
+            if result is None:
+                why = f"shard {shard} did not start or never reported (see the transcribe step's logs)"
+            elif result.current == f.input:
+                why = f"shard {shard} stopped while transcribing this file (its pod was killed or crashed: out of memory?)"
+            else:
+                why = f"shard {shard} stopped before reaching this file (while on {result.current})"
+            out[f.input] = FileResult(input=f.input, stem=f.stem, status="failed", duration_s=f.duration_s,
+                                      error=f"{f.input}: {why}")
     return out
+
+
+def _still_ours(store: Store, key: str | None, digest: str | None) -> bool:
+    """True when the output at ``key`` is the text this run recorded writing there (no digest: nothing to check)."""
+    if not key or not digest:
+        return True
+    with contextlib.suppress(ObjectError, UnicodeDecodeError):
+        return text_digest(store.read_text(key)) == digest
+    return False
+
+
+def overwritten_outputs(store: Store, checks: list[tuple[str, str | None, str | None]]) -> set[str]:
+    """Inputs whose outputs no longer hold what this run wrote (another run or input wrote the same name).
+
+    ``checks``: (input, output key, digest). Read back in parallel: on S3 each check is one GET.
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ok = list(pool.map(lambda c: _still_ours(store, c[1], c[2]), checks))
+    return {name for (name, _, _), good in zip(checks, ok, strict=True) if not good}
 
 
 def build_report(store: Store, plan: Plan) -> dict[str, Any]:
@@ -65,11 +92,23 @@ def build_report(store: Store, plan: Plan) -> dict[str, Any]:
     summaries = {r["input"]: SummaryRecord(**r) for r in summarize_result["files"]}
     summarize_meta = {k: v for k, v in summarize_result.items() if k != "files"}
 
+    checks = [(f.input, t.outputs.get(fmt), t.digests.get(fmt)) for f in plan.files
+              if (t := transcripts.get(f.input)) is not None and t.status == "succeeded" for fmt in t.digests]
+    checks += [(name, s.output, s.digest) for name, s in summaries.items() if s.status == "succeeded"]
+    overwritten = overwritten_outputs(store, checks)
+
     files = []
+    for r in plan.rejected:
+        files.append({"input": r["input"], "status": "failed", "error": f"{r['input']}: {r['reason']}",
+                      "outputs": {fmt: None for fmt in (*layout.TRANSCRIPT_FORMATS, "summary")}, "duration_s": None,
+                      "size_bytes": None, "language": None, "transcribe": None, "summary": None, "bad_input": True})
     for f in plan.files:
         t = transcripts.get(f.input)
         s = summaries.get(f.input)
         errors = []
+        if f.input in overwritten:
+            errors.append(f"{f.input}: its outputs were overwritten by another run or input after this run wrote "
+                          "them; run again to restore them")
         if t is None:
             errors.append(f"{f.input}: no transcription result")
         elif t.status != "succeeded":
@@ -97,6 +136,7 @@ def build_report(store: Store, plan: Plan) -> dict[str, Any]:
                 else {"seconds": t.seconds, "rtf": t.rtf, "cached": t.cached, "speech_s": t.speech_s, "sha256": t.sha256,
                       "bad_input": t.bad_input},
                 "summary": None if s is None else {"cached": s.cached, **(s.metrics or {})},
+                "bad_input": bool(t and t.bad_input),
             }
         )
 
@@ -156,8 +196,9 @@ def mark_processed(store: Store, plan: Plan, report: dict[str, Any]) -> None:
     is processed again. Transient failures (LLM, storage, a lost pod) are not recorded and are retried.
     """
     fingerprints = {f.input: f.fingerprint for f in plan.files}
+    fingerprints |= {r["input"]: r.get("fingerprint", "") for r in plan.rejected}
     for f in report["files"]:
-        bad_input = f["status"] == "failed" and bool(f["transcribe"] and f["transcribe"]["bad_input"])
+        bad_input = f["status"] == "failed" and f["bad_input"]
         if (f["status"] == "succeeded" or bad_input) and fingerprints.get(f["input"]):
             entry = {"fingerprint": fingerprints[f["input"]], "run_id": plan.run_id, "status": f["status"],
                      "error": f["error"], "outputs": [k for k in f["outputs"].values() if k]}

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["Obj", "Store", "LocalStore", "S3Store", "StoreError", "open_store", "s3_settings_from_env"]
+__all__ = ["Obj", "ObjectError", "Store", "LocalStore", "S3Store", "StoreError", "open_store", "s3_settings_from_env"]
 
 
 class StoreError(RuntimeError):
     """A store could not be reached or an object could not be read/written; the message names both."""
+
+
+class ObjectError(StoreError):
+    """One object is unusable (missing, vanished, unreadable, not a regular file) while the store itself works.
+
+    Steps fail that one input and go on; only a plain :class:`StoreError` (an outage) fails a step.
+    """
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Obj:
     key: str
     size: int
     version: str = ""  # what changes when the content changes: mtime (local) or ETag (S3)
+    problem: str | None = None  # set when the entry was listed but cannot be read as an input, and why
 
     @property
     def fingerprint(self) -> str:
@@ -59,7 +67,7 @@ class Store:
         raise NotImplementedError
 
     def media_url(self, key: str) -> str:  # pragma: no cover - interface
-        """Something ffmpeg can open without a full download (a path, or a presigned URL)."""
+        """Something ffmpeg can open without a full download: a path, or a loopback URL (never a presigned one)."""
         raise NotImplementedError
 
     def uri(self, key: str) -> str:
@@ -73,10 +81,24 @@ class Store:
 
 
 def _clean_key(key: str) -> str:
-    parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".")]
+    parts = [p for p in key.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise StoreError(f"refusing key with '..': {key!r}")
     return "/".join(parts)
+
+
+def key_problem(key: str) -> str | None:
+    """Why a listed key cannot be an input, or None. Every store lists through this one rule."""
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "key has an empty, '.' or '..' path segment, so it has no safe output name"
+    if any(p.startswith(".") for p in parts):
+        return "hidden (a path segment starts with '.')"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    return None
 
 
 class LocalStore(Store):
@@ -100,20 +122,48 @@ class LocalStore(Store):
             if not self.root.is_dir():
                 raise StoreError(f"input directory does not exist: {self.root}")
             return
-        found = []
+        found: list[Obj] = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            found += [Path(dirpath) / n for n in filenames if not n.startswith(".") and not n.endswith(".tmp")]
+            here = Path(dirpath)
+            keep = []
+            for d in dirnames:
+                key = (here / d).relative_to(self.root).as_posix()
+                if d.startswith("."):
+                    found.append(Obj(key + "/", 0, problem="hidden directory: not searched"))
+                elif (here / d).is_symlink():
+                    found.append(Obj(key + "/", 0, problem="symbolic link to a directory: not followed"))
+                else:
+                    keep.append(d)
+            dirnames[:] = keep
+            found += [self._entry(here / n) for n in filenames]
         # Sorted by key, as S3 lists, so plans are the same whichever backend holds the audio.
-        for p in sorted(found, key=lambda p: p.relative_to(self.root).as_posix()):
-            st = p.stat()
-            yield Obj(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
+        yield from sorted(found, key=lambda o: o.key)
+
+    def _entry(self, p: Path) -> Obj:
+        """One listed file; anything that is not a readable regular file says why in ``problem``."""
+        key = p.relative_to(self.root).as_posix()
+        problem = key_problem(key)
+        try:
+            st = p.stat()  # follows symlinks: a link to a good file is that file
+        except OSError as e:
+            # The link itself changes when it is repaired: its own mtime is the version.
+            version = str(p.lstat().st_mtime_ns) if p.is_symlink() else ""
+            if isinstance(e, FileNotFoundError) and p.is_symlink():
+                return Obj(key, 0, version, problem=problem or f"broken symbolic link (points to {os.readlink(p)!r}, which does not exist)")
+            return Obj(key, 0, version, problem=problem or f"cannot be read: {e.strerror}")
+        if problem is None and not stat.S_ISREG(st.st_mode):
+            problem = f"not a regular file ({_file_kind(st.st_mode)})"
+        if problem is None and not os.access(p, os.R_OK):
+            problem = "cannot be read: permission denied"
+        return Obj(key, st.st_size, str(st.st_mtime_ns), problem=problem)
 
     def read_bytes(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"object not found: {self.uri(key)}") from None
+            raise ObjectError(f"object not found: {self.uri(key)}") from None
+        except (PermissionError, IsADirectoryError) as e:
+            raise ObjectError(f"cannot read {self.uri(key)}: {e.strerror}") from None
 
     def write_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = self.path(key)
@@ -136,12 +186,24 @@ class LocalStore(Store):
     @contextlib.contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
         p = self.path(key)
-        if not p.is_file():
-            raise StoreError(f"object not found: {p}")
+        try:
+            st = p.stat()
+        except OSError:
+            raise ObjectError(f"{key}: vanished (no longer at {p})") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectError(f"{key}: not a regular file ({_file_kind(st.st_mode)})")
+        if not os.access(p, os.R_OK):
+            raise ObjectError(f"{key}: cannot be read: permission denied")
         yield p
 
     def media_url(self, key: str) -> str:
         return str(self.path(key))
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 @dataclass(frozen=True)
@@ -198,6 +260,7 @@ class S3Store(Store):
             region=self.settings.region,
             http_client=http,
         )
+        self._proxy = None
 
     def _key(self, key: str) -> str:
         key = _clean_key(key)
@@ -210,7 +273,11 @@ class S3Store(Store):
         from minio.error import S3Error
 
         if isinstance(exc, S3Error):
-            return StoreError(f"S3 {what} failed for {self.uri(key)}: {exc.code} ({exc.message})")
+            # The service answered about this one object: a per-input problem, not an outage.
+            per_object = exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "AccessDenied", "InvalidObjectState")
+            return (ObjectError if per_object else StoreError)(
+                f"S3 {what} failed for {self.uri(key)}: {exc.code} ({exc.message})"
+            )
         reason = str(exc).split("(Caused by")[-1].strip(" ()'\"") or type(exc).__name__
         return StoreError(
             f"S3 endpoint {self.settings.endpoint} unreachable during {what} of {self.uri(key)}: {reason}"
@@ -225,9 +292,7 @@ class S3Store(Store):
                 if o.is_dir:
                     continue
                 rel = self._rel(o.object_name)
-                if any(part.startswith(".") for part in rel.split("/")):
-                    continue
-                yield Obj(rel, o.size or 0, (o.etag or "").strip('"'))
+                yield Obj(rel, o.size or 0, (o.etag or "").strip('"'), problem=key_problem(rel))
         except Exception as e:  # noqa: BLE001 - translated into a clear StoreError
             raise self._fail("list", prefix, e) from None
 
@@ -274,10 +339,12 @@ class S3Store(Store):
             yield dest
 
     def media_url(self, key: str) -> str:
-        try:
-            return self.client.presigned_get_object(self.bucket, self._key(key), expires=timedelta(hours=1))
-        except Exception as e:  # noqa: BLE001
-            raise self._fail("presign", key, e) from None
+        # A loopback URL that ranges into the object: no presigned (credential-bearing) URL in ffmpeg's argv.
+        from steps.s3media import RangeProxy
+
+        if self._proxy is None:
+            self._proxy = RangeProxy(self)
+        return self._proxy.url(key)
 
     def check(self) -> None:
         """Fail fast, with a clear message, if the endpoint or bucket is unusable."""

@@ -58,7 +58,10 @@ class Reply:
     body: bytes = OK_STREAM
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/event-stream"})
     drop: bool = False  # close the connection without any response
-    delay_s: float = 0.0
+    delay_s: float = 0.0  # before the response (cut short when the server closes)
+    # written after ``body``, each piece after its pause (keep-alives, a stall...); stops when the client hangs
+    # up or the server closes, so a test server never outlives its test
+    then: tuple[tuple[float, bytes], ...] = ()
 
 
 def error(status: int, message: str, **headers: str) -> Reply:
@@ -87,6 +90,7 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,7 +116,8 @@ class FakeOpenAI:
                 try:
                     if callable(reply):
                         reply = reply(rec)
-                    time.sleep(reply.delay_s)
+                    if outer._closed.wait(reply.delay_s):
+                        return
                     if reply.drop:
                         self.close_connection = True
                         return
@@ -122,6 +127,14 @@ class FakeOpenAI:
                     self.end_headers()
                     self.wfile.write(reply.body)
                     self.wfile.flush()
+                    for pause, piece in reply.then:
+                        if outer._closed.wait(pause):
+                            break
+                        try:
+                            self.wfile.write(piece)
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            break
                 finally:
                     with outer._lock:
                         outer.in_flight -= 1
@@ -133,6 +146,7 @@ class FakeOpenAI:
         self._thread.start()
 
     def close(self) -> None:
+        self._closed.set()
         self._server.shutdown()
         self._server.server_close()
 

@@ -251,8 +251,10 @@ def test_transcription_with_word_timestamps(tiny_model: whisper.Whisper) -> None
     name = next(n for n in sorted(references) if n.endswith(".wav"))
     reference = references[name]
 
+    from steps.audio import load_audio  # samples, never a path: whisper would run PATH's ffmpeg
+
     result = tiny_model.transcribe(
-        str(SPEECH / name), language="en", word_timestamps=True, fp16=False, temperature=0.0
+        load_audio(str(SPEECH / name)), language="en", word_timestamps=True, fp16=False, temperature=0.0
     )
 
     words = [w for segment in result["segments"] for w in segment["words"]]

@@ -8,13 +8,14 @@ import shutil
 import pytest
 
 from steps import layout
-from steps.plan import Plan, PlannedFile, balance, make_plan, output_stems, read_plan, write_plan
+from steps.layout import output_names
+from steps.plan import Plan, PlannedFile, balance, make_plan, read_plan, write_plan
 from steps.store import LocalStore
 from tests.conftest import FIXTURES, SAMPLES
 
 
 def test_stems_drop_extensions_unless_two_inputs_collide():
-    assert output_stems(["a/x.wav", "a/x.mp3", "b/y.flac", "z.ogg"]) == ["a/x.wav", "a/x.mp3", "b/y", "z"]
+    assert output_names(["a/x.wav", "a/x.mp3", "b/y.flac", "z.ogg"]) == ["a/x.wav", "a/x.mp3", "b/y", "z"]
 
 
 def test_balance_is_longest_first_onto_least_loaded_shard():
@@ -34,7 +35,7 @@ def test_plan_probes_durations_and_ignores_non_audio(tmp_path):
     plan = make_plan(LocalStore(audio), str(tmp_path / "out"), "run-1", shard_seconds=20, max_shards=8)
     by_input = {f.input: f for f in plan.files}
     assert set(by_input) == {"jfk.flac", "standup.mp3", "earnings-call.wav", "nested/weather.wav"}
-    assert plan.ignored == ["README.md"]
+    assert plan.ignored == [{"input": "README.md", "reason": "not an audio file name"}]
     assert by_input["jfk.flac"].duration_s == pytest.approx(11.0, abs=0.1)
     assert by_input["nested/weather.wav"].stem == "nested/weather"
     total = sum(f.duration_s for f in plan.files)

@@ -19,7 +19,9 @@ def test_local_store_round_trip_and_listing(tmp_path):
     store.write_text(".kubescribe/hidden.json", "{}")
     assert store.read_text("a/b.txt") == "hello"
     assert store.exists("c.bin") and not store.exists("missing")
-    assert [(o.key, o.size) for o in store.list()] == [("a/b.txt", 5), ("c.bin", 2)]  # dot-dirs are metadata
+    listed = [(o.key, o.size, o.problem) for o in store.list()]
+    # dot-dirs (our own metadata among them) are not searched, and say so
+    assert listed == [(".kubescribe/", 0, "hidden directory: not searched"), ("a/b.txt", 5, None), ("c.bin", 2, None)]
     assert [o.key for o in store.list("a")] == ["a/b.txt"]
 
 
@@ -63,13 +65,18 @@ def test_s3_store_against_a_real_s3_server(s3_env):
     assert store.read_text("transcripts/a.txt") == "hello"
     assert store.exists("audio/b.wav") and not store.exists("audio/none.wav")
     listed = {o.key: o for o in store.list()}
-    assert set(listed) == {"transcripts/a.txt", "audio/b.wav"}
+    assert set(listed) == {"transcripts/a.txt", "audio/b.wav", ".kubescribe/marker.json"}
+    assert listed[".kubescribe/marker.json"].problem.startswith("hidden")
     assert listed["audio/b.wav"].size == 8 and listed["audio/b.wav"].version  # ETag
     assert [o.key for o in store.list("audio")] == ["audio/b.wav"]
     with store.local_copy("audio/b.wav") as path:
         assert path.read_bytes() == b"RIFF...."
-    # ffmpeg reads S3 inputs through presigned URLs
-    assert httpx.get(store.media_url("audio/b.wav")).content == b"RIFF...."
+    # ffmpeg reads S3 inputs through a loopback range proxy: no credentials or presigned query in its argv
+    url = store.media_url("audio/b.wav")
+    assert url.startswith("http://127.0.0.1:") and "X-Amz" not in url and "test-secret" not in url
+    assert httpx.get(url).content == b"RIFF...."
+    assert httpx.get(url, headers={"Range": "bytes=2-5"}).content == b"FF.."
+    assert httpx.get(url.replace(store._proxy.token, "wrong-token")).status_code == 403
     with pytest.raises(StoreError, match="NoSuchKey"):
         store.read_text("transcripts/none.txt")
 

@@ -117,27 +117,34 @@ def test_shard_with_bad_files_fails_them_alone_and_writes_all_formats(tmp_path):
     assert [r.input for r in stored.files] == [r.input for r in result.files]
 
 
-def test_rerun_reuses_finished_files_and_redoes_missing_outputs(tmp_path):
+def test_rerun_reuses_finished_files_and_restores_missing_outputs(tmp_path):
     _, out = _plan_folder(tmp_path, [("a.wav", SPEECH / "weather.wav"), ("b.flac", SPEECH / "budget.flac")])
     first = run_shard(out.url, "run-1", 0, "tiny.en", device="cpu", threads=1)
     assert [r.cached for r in first.files] == [False, False]
     mtime = out.path("transcripts/a.txt").stat().st_mtime_ns
-    out.path("transcripts/b.vtt").unlink()  # an incomplete result must be redone
+    vtt = out.read_text("transcripts/b.vtt")
+    out.path("transcripts/b.vtt").unlink()  # an incomplete result is restored from the marker, not re-decoded
     second = run_shard(out.url, "run-1", 0, "tiny.en", device="cpu", threads=1)
-    assert {r.input: r.cached for r in second.files} == {"a.wav": True, "b.flac": False}
-    assert out.path("transcripts/a.txt").stat().st_mtime_ns == mtime
-    assert out.exists("transcripts/b.vtt")
+    assert {r.input: r.cached for r in second.files} == {"a.wav": True, "b.flac": True}
+    assert out.path("transcripts/a.txt").stat().st_mtime_ns == mtime  # untouched: it still holds our text
+    assert out.read_text("transcripts/b.vtt") == vtt
     # Other options are other results: nothing is reused.
     third = run_shard(out.url, "run-1", 0, "tiny.en", TranscribeOptions(beam_size=1, best_of=1), device="cpu", threads=1)
     assert not any(r.cached for r in third.files)
 
 
-def test_decodes_with_the_ffmpeg_shipped_by_imageio_when_none_is_on_path(monkeypatch):
+def test_ffmpeg_on_path_is_never_used(tmp_path, monkeypatch):
+    """Decoding and probing use the project's ffmpeg (imageio-ffmpeg), whatever PATH holds."""
     import imageio_ffmpeg
 
     from steps import audio
 
-    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    called = tmp_path / "path-ffmpeg-was-called"
+    shim = tmp_path / "bin" / "ffmpeg"
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\ntouch {called}\nexit 1\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}:/usr/bin:/bin")
     audio.ffmpeg_exe.cache_clear()
     try:
         assert audio.ffmpeg_exe() == imageio_ffmpeg.get_ffmpeg_exe()
@@ -146,6 +153,7 @@ def test_decodes_with_the_ffmpeg_shipped_by_imageio_when_none_is_on_path(monkeyp
         assert audio.probe_duration(str(SAMPLES / "jfk.flac")) == pytest.approx(11.0, abs=0.1)
     finally:
         audio.ffmpeg_exe.cache_clear()
+    assert not called.exists()
 
 
 def test_audio_over_the_length_limit_is_refused():

@@ -2,7 +2,8 @@
 
 ``kubescribe run AUDIO_DIR --out OUT_DIR`` builds the same Argo Workflow that a cluster would run and executes
 it with the local runner: real Whisper, a real llama.cpp server (started here unless ``--llm-url`` is given),
-the real step code. Exit status: 0 when every file succeeded, 1 when any failed, 2 on usage/setup errors.
+the real step code. Exit status: 0 when every file succeeded, 1 when any failed, 2 on usage/setup errors,
+128+signal when stopped by SIGTERM (143) or SIGINT (130): every child process is stopped first.
 """
 
 from __future__ import annotations
@@ -10,18 +11,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import uuid
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from workflows.settings import PipelineSettings
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
+#: The local stand-in for the cluster's gateway Secret (PipelineSettings.llm_secret) when --llm-url has credentials.
+LOCAL_LLM_SECRET = "kubescribe-llm"
+
+# C0/C1 controls and the Unicode bidi/format overrides that can reorder or hide what a terminal shows.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _safe(text: object, multiline: bool = False) -> str:
+    """Outside text (file names, paths, error messages, transcripts, summaries) ready for a rich markup string.
+
+    Control characters become visible escapes (a file named ``\\x1b[2Jx.wav`` must not clear the screen;
+    ``multiline`` keeps newlines and tabs), then rich markup is escaped (``[bold]x.wav`` and ``[/x].wav`` are
+    printed as they are, never parsed). Every print of such text in this module goes through here.
+    """
+    pattern = _UNSAFE_KEEP_LINES if multiline else _UNSAFE
+    text = str(text)
+    try:  # a file name that is not UTF-8 arrives with surrogate escapes: show its bytes as \xNN, never raw
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return escape(shown)
 
 
 def _local_accelerator() -> tuple[str, dict[str, int]]:
@@ -59,7 +85,7 @@ class _ProgressView:
         if ev.kind == "node-succeeded" and ev.template == "plan":
             self.progress.update(self.bar("plan", total=1), completed=1)
         if ev.kind in ("node-failed", "node-error") and ev.leaf:
-            self.progress.console.print(f"[red]step {ev.node} {ev.phase.lower()}[/red]: {ev.message}")
+            self.progress.console.print(f"[red]step {_safe(ev.node)} {ev.phase.lower()}[/red]: {_safe(ev.message)}")
 
     def on_log(self, node: str, line: str) -> None:
         template = node.split("(")[0].split(".")[-1]
@@ -71,57 +97,94 @@ class _ProgressView:
         if template in ("transcribe", "summarize") and (text.startswith("ok ") or text.startswith("FAILED")):
             self.progress.advance(self.bar(template, total=self.total_files))
         if text.startswith("FAILED") or text.startswith("error:"):
-            self.progress.console.print(f"[yellow]{template}[/yellow] {text}")
+            self.progress.console.print(f"[yellow]{_safe(template)}[/yellow] {_safe(text)}")
 
 
 def _print_texts(report: dict, store) -> None:
-    console_out = Console()
+    console_out = Console(emoji=False)
     for f in report["files"]:
         for kind in ("txt", "summary"):
             key = f["outputs"][kind]
             if key:
                 title = "transcript" if kind == "txt" else "summary"
-                console_out.rule(f"{f['input']} — {title}")
-                console_out.print(store.read_text(key).strip() or "(empty: no speech)", markup=False)
+                console_out.rule(f"{_safe(f['input'])} — {title}")
+                console_out.print(_safe(store.read_text(key).strip() or "(empty: no speech)", multiline=True))
 
 
 def _print_report(report: dict, out: str) -> None:
-    console_out = Console()
-    table = Table(title=f"kubescribe report ({report['run_id']})")
+    console_out = Console(emoji=False)
+    table = Table(title=f"kubescribe report ({_safe(report['run_id'])})")
     for col in ("input", "status", "audio s", "transcript", "summary"):
         table.add_column(col, overflow="fold")
     for f in report["files"]:
         ok = f["status"] == "succeeded"
         table.add_row(
-            f["input"],
+            _safe(f["input"]),
             "[green]succeeded[/green]" if ok else "[red]failed[/red]",
             f"{f['duration_s']:.1f}" if f["duration_s"] else "-",
-            f["outputs"]["txt"] or "-",
-            f["outputs"]["summary"] or "-",
+            _safe(f["outputs"]["txt"] or "-"),
+            _safe(f["outputs"]["summary"] or "-"),
         )
     console_out.print(table)
     for f in report["files"]:
         if f["error"]:
-            console_out.print(f"[red]failed[/red] {f['error']}")
+            console_out.print(f"[red]failed[/red] {_safe(f['error'])}")
     t = report["totals"]
     rtf = f", real-time factor {t['transcribe_rtf']:.3f}" if t["transcribe_rtf"] else ""
     ttft = f", mean TTFT {t['ttft_mean_s']:.2f} s" if t["ttft_mean_s"] else ""
     console_out.print(f"{t['succeeded']}/{t['files']} succeeded ({t['transcripts_cached']} transcripts reused){rtf}{ttft}")
-    console_out.print(f"transcripts: {out}/transcripts/\nsummaries:   {out}/summaries/\nreport:      {out}/report.json")
+    out = _safe(out)
+    console_out.print(f"transcripts: {out}/transcripts/\nsummaries:   {out}/summaries/\nreport:      {out}/report.json",
+                      soft_wrap=True)  # long paths stay whole (copyable); the terminal wraps them
+
+
+def _step_error(node) -> str:
+    """A failed step's message plus its own last ``error: ...`` line (exit codes alone say little)."""
+    try:
+        lines = node.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    last = next((line for line in reversed(lines) if line.startswith("error: ")), None)
+    return f"{node.message}: {last[len('error: '):]}" if last else node.message
+
+
+def _print_partial(result) -> None:
+    """What finished before a run broke off, from the steps' own output (the store may be unreachable)."""
+    done: dict[str, dict[str, None]] = {"transcribe": {}, "summarize": {}}
+    for node in result.nodes.values():
+        if node.log_path is not None and node.template in done:  # leaf attempts only, not fan-out groups
+            for line in (node.result or "").splitlines():
+                if line.startswith("ok "):  # "ok      calls/a.mp3 (3.1s, RTF 0.120)"
+                    done[node.template][line[3:].strip().rsplit(" (", 1)[0]] = None
+    for step, verb in (("transcribe", "transcribed"), ("summarize", "summarized")):
+        names = ", ".join(_safe(n) for n in done[step]) or "nothing"
+        console.print(f"{verb} before the run ended: {names}", soft_wrap=True)
+    for name, node in result.nodes.items():
+        if node.phase in ("Failed", "Error") and node.log_path:
+            console.print(f"  {_safe(name)}: {_safe(_step_error(node))} (log: {_safe(node.log_path)})", soft_wrap=True)
+    console.print(f"task logs: {_safe(result.run_dir)}", soft_wrap=True)
+
+
+def _stopped_line(e, workdir: Path | None) -> str:
+    logs = f"; task logs under {_safe(workdir)}" if workdir is not None else ""
+    return (f"[yellow]stopped by {e.name}[/yellow]: every process it started was ended and nothing new started; "
+            f"finished outputs are kept, re-run to resume{logs}")
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     from steps.store import StoreError, open_store
     from workflows.local import LocalRunner, LocalRunnerError
     from workflows.local.llm_server import LlamaServer, LlamaServerError
+    from workflows.local.shutdown import Interrupted, SignalStop
     from pydantic import ValidationError
 
+    from steps.urls import format_userinfo, split_credentials
     from workflows.pipeline import build_workflow
 
     audio, out = a.audio_dir, a.out
     if not _is_s3(audio):
         if not Path(audio).is_dir():
-            console.print(f"[red]error:[/red] audio directory not found: {audio}")
+            console.print(f"[red]error:[/red] audio directory not found: {_safe(audio)}")
             return 2
         audio = str(Path(audio).resolve())
     if not _is_s3(out):
@@ -133,7 +196,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             try:
                 open_store(url).check()
             except StoreError as e:
-                console.print(f"[red]error:[/red] {e}")
+                console.print(f"[red]error:[/red] {_safe(e)}")
                 return 2
 
     accelerator, capacity = _local_accelerator() if a.accelerator == "auto" else (a.accelerator, {})
@@ -141,8 +204,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         capacity = {a.accelerator: a.slots}
     run_id = f"kubescribe-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
     server = None
+    workdir: Path | None = None
+    signals = getattr(a, "signals", None) or SignalStop()  # main() installs the handlers; a bare call: no-op
     try:
-        llm_url, llm_model, context = a.llm_url, a.llm_model, a.context_tokens
+        # Credentials in --llm-url go to the step through the environment (a local "Secret"), never into the
+        # workflow, whose parameters become process arguments.
+        llm_url, llm_credentials = split_credentials(a.llm_url) if a.llm_url else (a.llm_url, None)
+        llm_model, context = a.llm_model, a.context_tokens
         if not llm_url:
             server = LlamaServer(model=Path(a.gguf) if a.gguf else None, ctx_per_slot=context, parallel=a.concurrency,
                                  threads=1, log_path=Path(out) / ".kubescribe" / "llama-server.log" if not _is_s3(out) else None)
@@ -170,6 +238,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             threads=a.threads,
             s3_endpoint=os.environ.get("KUBESCRIBE_S3_ENDPOINT") if uses_s3 else None,
             s3_secret="kubescribe-s3" if uses_s3 else None,
+            llm_secret=LOCAL_LLM_SECRET if llm_credentials else None,
             retries=1,
         )
         workflow = build_workflow(settings, name=run_id).to_dict()
@@ -177,39 +246,56 @@ def cmd_run(a: argparse.Namespace) -> int:
         if uses_s3:
             secrets = {("kubescribe-s3", "accesskey"): os.environ.get("AWS_ACCESS_KEY_ID", ""),
                        ("kubescribe-s3", "secretkey"): os.environ.get("AWS_SECRET_ACCESS_KEY", "")}
+        if llm_credentials:
+            secrets[(LOCAL_LLM_SECRET, "api-key")] = os.environ.get("LLM_API_KEY", "")
+            secrets[(LOCAL_LLM_SECRET, "basic-auth")] = format_userinfo(llm_credentials)
         workdir = Path(a.workdir) if a.workdir else (Path(out) / ".kubescribe" / "local" if not _is_s3(out) else Path(".kubescribe-local"))
         with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
             view = _ProgressView(progress)
             runner = LocalRunner(workdir, capacity=capacity, secrets=secrets, on_event=view.on_event, on_log=view.on_log)
-            result = runner.run(workflow)
+            with signals.cancels(runner.cancel):  # SIGTERM/SIGINT: kill running steps, start nothing new
+                result = runner.run(workflow)
     except (LlamaServerError, LocalRunnerError, StoreError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {_safe(e, multiline=True)}")
         return 2
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        console.print(f"[red]error:[/red] invalid settings: {problems}")
+        console.print(f"[red]error:[/red] invalid settings: {_safe(problems)}")
         return 2
+    except Interrupted as e:
+        console.print(_stopped_line(e, workdir), soft_wrap=True)
+        return e.exit_code
     finally:
         if server is not None:
             server.stop()
 
-    store = open_store(out)
-    if not store.exists("report.json") or json.loads(store.read_text("report.json"))["run_id"] != run_id:
-        console.print(f"[red]error:[/red] the run ended ({result.phase}) without a report: {result.message}")
-        for name, node in result.nodes.items():
-            if node.phase in ("Failed", "Error") and node.log_path:
-                console.print(f"  {name}: {node.message} (log: {node.log_path})")
+    # Every store access below is guarded: an S3 outage that outlasted the steps' retries ends in one line
+    # (exit 2) plus what did finish, never a traceback.
+    report = None
+    try:
+        store = open_store(out)
+        if store.exists("report.json"):
+            report = json.loads(store.read_text("report.json"))
+        if isinstance(report, dict) and report.get("run_id") == run_id:
+            if a.show:
+                _print_texts(report, store)
+            _print_report(report, out)
+    except (StoreError, ValueError) as e:  # ValueError: report.json is not JSON
+        what = e if isinstance(e, StoreError) else f"cannot read the run's report {out}/report.json: {e}"
+        console.print(f"[red]error:[/red] {_safe(what)}", soft_wrap=True)
+        _print_partial(result)
         return 2
-    report = json.loads(store.read_text("report.json"))
-    if a.show:
-        _print_texts(report, store)
-    _print_report(report, out)
+    if not isinstance(report, dict) or report.get("run_id") != run_id:
+        console.print(f"[red]error:[/red] the run ended ({result.phase}) without a report: {_safe(result.message)}",
+                      soft_wrap=True)
+        _print_partial(result)
+        return 2
     if report["totals"]["files"] == 0:
         if report["totals"]["already_processed"]:
             console.print(f"nothing new: {report['totals']['already_processed']} input(s) were already processed")
             return 0
-        console.print(f"[yellow]no audio files found under {audio}[/yellow]")
+        console.print(f"[yellow]no audio files found under {_safe(audio)}[/yellow]")
         return 1
     return 0 if report["totals"]["failed"] == 0 else 1
 
@@ -270,7 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    if args.fn is not cmd_run:  # cluster commands handle Ctrl-C themselves
+        return args.fn(args)
+    from workflows.local.shutdown import Interrupted, SignalStop
+
+    # SIGTERM/SIGINT stop every child (running steps, the local llama-server) and exit 128+signal, no traceback.
+    with SignalStop() as signals:
+        args.signals = signals
+        try:
+            return cmd_run(args)
+        except Interrupted as e:  # outside the runner (preflight, report): nothing of ours is left running
+            console.print(_stopped_line(e, None), soft_wrap=True)
+            return e.exit_code
 
 
 if __name__ == "__main__":

@@ -700,7 +700,10 @@ def models_url(llm_url: str) -> str:
 def check_gateway(llm_url: str, llm_model: str) -> Check:
     import httpx
 
+    from steps.urls import split_credentials
+
     name = "LLM gateway"
+    llm_url, credentials = split_credentials(llm_url)  # never print a password given in the URL
     url = models_url(llm_url)
     headers = {}
     if os.environ.get("LLM_API_KEY"):
@@ -708,7 +711,7 @@ def check_gateway(llm_url: str, llm_model: str) -> Check:
     outside = ("if doctor runs outside the cluster, port-forward the gateway (kubectl -n llm-d port-forward "
                "svc/<gateway> 8080:80) and pass --llm-url http://127.0.0.1:8080/v1")
     try:
-        resp = httpx.get(url, headers=headers, timeout=10.0)
+        resp = httpx.get(url, headers=headers, auth=credentials, timeout=10.0)
     except httpx.HTTPError as e:
         return Check(name, "fail", f"GET {url}: {_network_reason(e)}", f"check --llm-url; {outside}")
     if resp.status_code in (401, 403):

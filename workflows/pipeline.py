@@ -30,6 +30,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
+from steps.urls import BASIC_AUTH_ENV
 from workflows.settings import PipelineSettings
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -143,6 +144,8 @@ def _templates(settings: PipelineSettings) -> None:
     llm_env = []
     if s.llm_secret:
         llm_env.append(SecretEnv(name="LLM_API_KEY", secret_name=s.llm_secret, secret_key="api-key"))
+        # Basic-auth credentials ("user:password") stay out of the llm-url parameter, which is visible to all.
+        llm_env.append(SecretEnv(name=BASIC_AUTH_ENV, secret_name=s.llm_secret, secret_key="basic-auth", optional=True))
     summarize = _container(
         s,
         "summarize",

@@ -54,7 +54,9 @@ class PipelineSettings(BaseModel):
     retries: int = Field(2, ge=0)
     s3_endpoint: str | None = "http://minio.minio.svc.cluster.local:9000"
     s3_secret: str | None = Field("kubescribe-s3", description="Secret with keys accesskey/secretkey; None: no S3 env")
-    llm_secret: str | None = Field(None, description="Secret with key api-key for the gateway; None: no auth")
+    llm_secret: str | None = Field(
+        None, description="Secret with key api-key (bearer token) and optional key basic-auth (user:password) for the "
+        "gateway; None: no auth")
     service_account: str | None = "kubescribe-workflow"
 
     @field_validator("accelerator")

@@ -6,7 +6,8 @@ in the spirit of kfp's local runner: a DAG walker plus a pluggable task handler.
 
 * ``model`` - data types and errors; ``expressions`` - ``{{...}}``, ``depends``, ``when``;
   ``validate`` - up-front allow-lists; ``resources`` - extended-resource admission;
-  ``handler`` - how one attempt runs; ``runner`` - the DAG walker.
+  ``handler`` - how one attempt runs; ``runner`` - the DAG walker; ``shutdown`` - signals, and
+  children that die with the runner.
 
 No hera import here: the runner works on plain dicts.
 """

@@ -17,6 +17,7 @@ from collections import deque
 from typing import IO, Protocol, runtime_checkable
 
 from .model import ERROR, FAILED, SUCCEEDED, TaskOutcome, TaskSpec
+from .shutdown import die_with_parent
 
 __all__ = ["TaskHandler", "SubprocessHandler", "RESULT_LIMIT"]
 
@@ -39,7 +40,8 @@ class SubprocessHandler:
     * stdout and stderr go, line by line, to ``task.log_path`` and to ``task.on_log``;
       stdout is also kept (last 256 KiB) for ``outputs.result``.
     * On timeout or cancel the whole process group gets SIGTERM, then SIGKILL after
-      ``kill_grace`` seconds.
+      ``kill_grace`` seconds. An attempt cancelled before it started is not started.
+    * The process is SIGKILLed by the kernel if this runner dies (``die_with_parent``).
     """
 
     def __init__(self, kill_grace: float = 2.0, poll_interval: float = 0.05) -> None:
@@ -67,6 +69,9 @@ class SubprocessHandler:
             )
         cwd = task.working_dir if task.working_dir is not None and task.working_dir.is_dir() else None
         task.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if task.cancel.is_set():
+            return TaskOutcome(FAILED, "terminated: the local run was stopped before the task started",
+                               started=started, finished=time.time())
         with open(task.log_path, "w", encoding="utf-8", errors="replace") as log:
             try:
                 proc = subprocess.Popen(
@@ -77,6 +82,7 @@ class SubprocessHandler:
                     env=env,
                     cwd=cwd,
                     start_new_session=True,
+                    preexec_fn=die_with_parent(),  # this worker thread waits for it, so it is the right parent
                 )
             except OSError as exc:
                 return TaskOutcome(ERROR, f"cannot start {exe!r}: {exc}", started=started, finished=time.time())
@@ -134,7 +140,7 @@ class SubprocessHandler:
             except subprocess.TimeoutExpired:
                 pass
             if task.cancel.is_set():
-                reason = "terminated: the local run was stopped (workflow deadline exceeded)"
+                reason = "terminated: the local run was stopped"
                 break
             if deadline is not None and time.time() >= deadline:
                 reason = f"timeout: process killed after exceeding its deadline of {task.timeout:g}s"

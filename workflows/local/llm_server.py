@@ -12,6 +12,8 @@ gateway exposes, so ``steps.llm`` is exercised unchanged.
 * ``-t 1`` by default: on a small shared box, more threads make generation
   collapse (spin barriers fight for cores).
 * Binds 127.0.0.1 only; logs go to a file, never to the terminal.
+* Never outlives its starter: ``stop()`` (also at exit) ends it, and the kernel SIGKILLs it
+  if the starting thread dies without stopping it (SIGKILL, crash): see ``shutdown.die_with_parent``.
 
 Plain Python; must not import hera.
 """
@@ -31,6 +33,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
+
+from .shutdown import die_with_parent
 
 __all__ = ["LlamaServer", "LlamaServerError", "DEFAULT_ALIAS", "default_model_path", "server_binary"]
 
@@ -265,6 +269,7 @@ class LlamaServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal is handled by us, not the server
+                preexec_fn=die_with_parent(),  # start it from a thread that outlives it (the main thread)
             )
         except OSError as exc:
             self._log.close()

@@ -21,6 +21,7 @@ import os
 import queue
 import re
 import secrets as _secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -151,7 +152,8 @@ class LocalRunner:
     environment of every process (default: this process's); ``time_scale`` multiplies every
     duration read from the workflow (backoff, timeout, activeDeadlineSeconds) - tests use it
     to run fast; ``max_parallel`` caps concurrently running processes on top of the
-    workflow's own ``parallelism``.
+    workflow's own ``parallelism``. :meth:`cancel` stops a run from another thread or a
+    signal handler.
     """
 
     def __init__(
@@ -179,6 +181,8 @@ class LocalRunner:
             raise ValueError("time_scale must be > 0")
         self.time_scale = time_scale
         self.max_parallel = max_parallel
+        self._stop = threading.Event()
+        self._stop_reason = "stopped"
 
     def validate(self, workflow: Mapping[str, Any], parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Check without running; returns the prepared Workflow dict. Raises UnsupportedFeature/WorkflowError."""
@@ -190,6 +194,21 @@ class LocalRunner:
         """Validate, then run to completion. Returns the run's phase, every node and a message."""
         wf = self.validate(workflow, parameters)
         return _Run(self, wf).execute()
+
+    def cancel(self, reason: str = "stopped") -> None:
+        """Stop the run in progress (and any later one): nothing new starts, running attempts are killed
+        (SIGTERM, then SIGKILL after the handler's grace), and ``run`` returns Failed with ``reason``.
+
+        Only sets flags, so it is safe from a signal handler or another thread; the run loop acts on it
+        within half a second.
+        """
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
 
 
 class _Run:
@@ -213,7 +232,7 @@ class _Run:
         limits = [v for v in (self._int(self.spec.get("parallelism")), runner.max_parallel) if v]
         self.max_running = min(limits + [_MAX_THREADS])
         self.deadline: float | None = None
-        self.deadline_hit = False
+        self.halted: str | None = None  # why the run stopped early (deadline, cancel): nothing new starts
         base = runner.workdir / self.name
         self.run_dir = base
         n = 1
@@ -330,7 +349,7 @@ class _Run:
         timers = [q.not_before for q in self.queue if q.not_before > now]
         timers += [q.enqueued + q.node.body["_timeout"] for q in self.queue
                    if q.node.kind == "leaf" and q.node.body.get("_timeout") is not None]
-        if self.deadline is not None and not self.deadline_hit:
+        if self.deadline is not None and not self.halted:
             timers.append(self.deadline)
         timeout = min([0.5] + [max(0.0, t - now) for t in timers])
         try:
@@ -345,16 +364,10 @@ class _Run:
                 return
 
     def _check_timers(self, now: float) -> None:
-        if self.deadline is not None and not self.deadline_hit and now >= self.deadline:
-            self.deadline_hit = True
-            msg = f"workflow exceeded its deadline (activeDeadlineSeconds={self.spec['activeDeadlineSeconds']})"
-            for spec in self.running.values():
-                spec.cancel.set()
-            for q in list(self.queue):
-                self.queue.remove(q)
-                if q.node.kind == "leaf":
-                    q.node.attempts = max(q.node.attempts, q.attempt)
-                self._set_phase(q.node, FAILED, msg)
+        if self.r.cancelled and not self.halted:
+            self._halt(self.r._stop_reason)
+        if self.deadline is not None and not self.halted and now >= self.deadline:
+            self._halt(f"workflow exceeded its deadline (activeDeadlineSeconds={self.spec['activeDeadlineSeconds']})")
         for q in list(self.queue):
             limit = q.node.body.get("_timeout") if q.node.kind == "leaf" else None
             if limit is not None and now >= q.enqueued + limit:
@@ -362,6 +375,17 @@ class _Run:
                 outcome = TaskOutcome(FAILED, f"timeout: exceeded {limit:g}s while waiting for admission",
                                       started=now, finished=now)
                 self._on_done(q.node, q.attempt, None, outcome)
+
+    def _halt(self, msg: str) -> None:
+        """Stop early: kill running attempts, fail queued work; DAGs then start nothing new."""
+        self.halted = msg
+        for spec in self.running.values():
+            spec.cancel.set()
+        for q in list(self.queue):
+            self.queue.remove(q)
+            if q.node.kind == "leaf":
+                q.node.attempts = max(q.node.attempts, q.attempt)
+            self._set_phase(q.node, FAILED, msg)
 
     # --- templates -----------------------------------------------------------------------------
 
@@ -490,7 +514,7 @@ class _Run:
                     self._set_phase(node, phase, msg)
                     changed = True
                 continue
-            if self.deadline_hit:
+            if self.halted:
                 continue
             deps = [dag.task_nodes.get(d) for d in dag.deps[tname]]
             if any(d is None or not d.fulfilled for d in deps):
@@ -504,7 +528,7 @@ class _Run:
                 continue
             dag.task_nodes[tname] = self._start_task(dag, task, full)
         if all(t["name"] in dag.task_nodes and dag.task_nodes[t["name"]].fulfilled for t in dag.tasks) or (
-            self.deadline_hit and all(n.fulfilled for n in dag.task_nodes.values())
+            self.halted and all(n.fulfilled for n in dag.task_nodes.values())
         ):
             self._finish_dag(dag)
             changed = True
@@ -697,8 +721,8 @@ class _Run:
         self._set_phase(node, SUCCEEDED, "")
 
     def _failure_message(self, dag: _Dag, culprit: str | None) -> str:
-        if self.deadline_hit:
-            return f"workflow exceeded its deadline (activeDeadlineSeconds={self.spec.get('activeDeadlineSeconds')})"
+        if self.halted:
+            return self.halted
         prefix = dag.node.name + "."
         for n in self.nodes.values():  # first failed leaf (in creation order) under this DAG
             if n.name.startswith(prefix) and n.kind in ("leaf", "none") and n.phase in (FAILED, ERROR):
@@ -710,6 +734,8 @@ class _Run:
     def _admit(self, now: float, workers: ThreadPoolExecutor) -> None:
         blocked: set[str] = set()
         for q in list(self.queue):
+            if self.r.cancelled:  # a signal may land mid-loop: start nothing after it
+                return
             if q.not_before > now:
                 continue
             owner = q.node.owner
@@ -833,7 +859,9 @@ class _Run:
                     message = (f"output parameter {pname!r}: {orig} was not written "
                                f"(looked for the local file {priv})")
         node.outputs = outputs
-        if phase in (FAILED, ERROR) and not self.deadline_hit:
+        if self.halted and spec is not None and spec.cancel.is_set() and phase != SUCCEEDED:
+            message = f"{message} ({self.halted})"
+        if phase in (FAILED, ERROR) and not self.halted:
             wait, why = self._retry_wait(node, phase, message)
             if wait is not None:
                 node.phase = PENDING

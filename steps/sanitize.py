@@ -1,0 +1,31 @@
+"""Model output (and server error text) is untrusted: strip what a terminal would execute.
+
+A reply such as ``"\\x1b[2J\\x1b]0;pwned\\x07 hello"`` would clear the screen and retitle the terminal of
+whoever runs ``kubescribe run --show`` or ``cat``s the summary. :func:`strip_control` removes whole terminal
+escape sequences (CSI, OSC, DCS/SOS/PM/APC and two-byte ESC sequences), then every remaining C0/C1 control
+character except newline and tab, and the Unicode bidi embedding/override/isolate characters (which can make
+displayed text read differently from the stored bytes). Line ends are normalised to ``\\n``.
+
+This module runs inside pods: it must not import hera.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["strip_control"]
+
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: ESC [ params intermediates final
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"  # OSC ... BEL or ST
+    r"|(?:\x1b[P^_X]|[\x90\x98\x9e\x9f])[^\x1b\x9c\n]*(?:\x1b\\|\x9c)?"  # DCS, SOS, PM, APC ... ST
+    r"|\x1b[ -/]*[0-~]?"  # other ESC sequences (charset selection, ESC c reset, ...)
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_control(text: str) -> str:
+    """``text`` without escape sequences and control characters; ``\\n`` and ``\\t`` are kept."""
+    text = text.replace("\r\n", "\n")
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
