@@ -15,8 +15,15 @@ import sys
 from pathlib import Path
 
 from steps import layout
-from steps.deadlines import (DEFAULT_FIRST_TOKEN_TIMEOUT_S, DEFAULT_IDLE_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S,
+from steps.deadlines import (DEFAULT_BUSY_WAIT_S, DEFAULT_FIRST_TOKEN_TIMEOUT_S, DEFAULT_IDLE_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S,
                              DEFAULT_SUMMARIZE_BUDGET_S)
+
+
+def say(text: str, file=None, flush: bool = True) -> None:
+    """Print one log line. Names and errors are user- or model-controlled: escapes are shown, never executed."""
+    from steps.sanitize import show_control
+
+    print(show_control(text), file=file or sys.stdout, flush=flush)
 
 
 def _write_output(path: str | None, value: str) -> None:
@@ -35,13 +42,13 @@ def cmd_plan(a: argparse.Namespace) -> int:
                      only_new=a.only_new == "true", output_store=output_store)
     shards = write_plan(plan, output_store)
     total = sum(f.duration_s or 0 for f in plan.files)
-    print(f"planned {len(plan.files)} audio file(s), {total:.0f} s of audio, in {len(shards)} shard(s)")
+    say(f"planned {len(plan.files)} audio file(s), {total:.0f} s of audio, in {len(shards)} shard(s)")
     if plan.already_processed:
-        print(f"skipped {plan.already_processed} input(s) already processed by earlier runs")
+        say(f"skipped {plan.already_processed} input(s) already processed by earlier runs")
     for entry in plan.ignored:
-        print(f"ignored: {entry['input']}: {entry['reason']}")
+        say(f"ignored: {entry['input']}: {entry['reason']}")
     for entry in plan.rejected:
-        print(f"FAILED  {entry['input']}: {entry['reason']}")
+        say(f"FAILED  {entry['input']}: {entry['reason']}")
     _write_output(a.shards_file, json.dumps(shards))
     return 0
 
@@ -54,13 +61,13 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
     def progress(r) -> None:
         if r.status == "succeeded":
             how = "cached" if r.cached else f"{r.seconds:.1f}s, RTF {r.rtf:.3f}" if r.rtf else f"{r.seconds:.1f}s"
-            print(f"ok      {r.input} ({how})", flush=True)
+            say(f"ok      {r.input} ({how})", flush=True)
         else:
-            print(f"FAILED  {r.error}", flush=True)
+            say(f"FAILED  {r.error}", flush=True)
 
     result = run_shard(a.output, a.run_id, a.shard, a.model, options, device=a.device, threads=a.threads, progress=progress)
     failed = sum(r.status != "succeeded" for r in result.files)
-    print(f"shard {a.shard}: {len(result.files) - failed} succeeded, {failed} failed on {result.device}")
+    say(f"shard {a.shard}: {len(result.files) - failed} succeeded, {failed} failed on {result.device}")
     return 0
 
 
@@ -72,7 +79,7 @@ def cmd_summarize(a: argparse.Namespace) -> int:
     # Credentials never stay in the URL (it is logged and stored); the environment (a Secret) is the right place.
     url, credentials = split_credentials(a.llm_url)
     if credentials is not None:
-        print(f"warning: --llm-url {redact_url(a.llm_url)} carries credentials; they are used for basic auth and "
+        say(f"warning: --llm-url {redact_url(a.llm_url)} carries credentials; they are used for basic auth and "
               "kept out of logs and results, but a workflow parameter is visible to anyone who can read the "
               f"workflow: put them in the gateway Secret's basic-auth key ({BASIC_AUTH_ENV}) instead", file=sys.stderr)
     settings = LLMSettings(
@@ -88,29 +95,37 @@ def cmd_summarize(a: argparse.Namespace) -> int:
         read_timeout_s=a.idle_timeout,
         request_timeout_s=a.request_timeout,
         budget_s=a.budget or None,
+        busy_wait_s=a.busy_wait,
     )
 
     def progress(r) -> None:
         if r.status == "succeeded":
             ttft = (r.metrics or {}).get("ttft_s")
-            print(f"ok      {r.input} ({'cached' if r.cached else f'TTFT {ttft:.2f}s'})", flush=True)
+            say(f"ok      {r.input} ({'cached' if r.cached else f'TTFT {ttft:.2f}s'})", flush=True)
         else:
-            print(f"FAILED  {r.error}", flush=True)
+            say(f"FAILED  {r.error}", flush=True)
 
     records = run_step(a.output, a.run_id, settings, progress=progress)
-    print(f"summaries: {sum(r.status == 'succeeded' for r in records)} succeeded, {sum(r.status == 'failed' for r in records)} failed")
+    say(f"summaries: {sum(r.status == 'succeeded' for r in records)} succeeded, {sum(r.status == 'failed' for r in records)} failed")
     return 0
 
 
 def cmd_report(a: argparse.Namespace) -> int:
     from steps.report import run_step
+    from steps.report_markdown import markdown_summary, one_line
+    from steps.store import open_store
 
     report = run_step(a.output, a.run_id)
+    if a.artifacts_dir:  # what the Argo UI shows: report.json and summary.md as artifacts, the line as a parameter
+        store = open_store(a.output)
+        _write_output(f"{a.artifacts_dir}/report.json", json.dumps(report, indent=2) + "\n")
+        _write_output(f"{a.artifacts_dir}/summary.md", markdown_summary(report, store.uri))
+        _write_output(f"{a.artifacts_dir}/result.txt", one_line(report))
     t = report["totals"]
     for f in report["files"]:
         if f["status"] != "succeeded":
-            print(f"FAILED  {f['error']}")
-    print(f"{t['succeeded']}/{t['files']} file(s) succeeded; report: {layout.REPORT}")
+            say(f"FAILED  {f['error']}")
+    say(f"{t['succeeded']}/{t['files']} file(s) succeeded; report: {layout.REPORT}")
     return 1 if t["failed"] else 0
 
 
@@ -159,10 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds for one LLM call, retries included")
     sp.add_argument("--budget", type=float, default=DEFAULT_SUMMARIZE_BUDGET_S, metavar="S",
                     help="seconds for the whole step; files not summarized by then fail alone (0: no budget)")
+    sp.add_argument("--busy-wait", type=float, default=DEFAULT_BUSY_WAIT_S, metavar="S",
+                    help="seconds one LLM call keeps waiting while the gateway answers 429/503 (honours Retry-After)")
     sp.set_defaults(fn=cmd_summarize)
 
     sp = sub.add_parser("report", help="merge all results into report.json")
     common(sp)
+    sp.add_argument("--artifacts-dir", help="also write report.json, summary.md and result.txt here (Argo outputs)")
     sp.set_defaults(fn=cmd_report)
     return p
 
@@ -178,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (StoreError, AudioError, ModelError, LLMError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}", file=sys.stderr)
         return 2
 if __name__ == "__main__":
     sys.exit(main())

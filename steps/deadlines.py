@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 __all__ = [
+    "DEFAULT_BUSY_WAIT_S",
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_FIRST_TOKEN_TIMEOUT_S",
     "DEFAULT_IDLE_READ_TIMEOUT_S",
@@ -45,6 +46,10 @@ DEFAULT_IDLE_READ_TIMEOUT_S = 60.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 #: The whole summarize step (every file); files not summarized by then fail alone.
 DEFAULT_SUMMARIZE_BUDGET_S = 4 * 3600.0
+#: How long one call may keep waiting while the gateway answers 429/503 ("pool saturated, come back later").
+#: A saturated llm-d pool sheds or queues batch work for minutes, not seconds; this wait extends the request
+#: deadline (not the step budget) and honours Retry-After.
+DEFAULT_BUSY_WAIT_S = 900.0
 
 # Kinds of expiry reported by StreamGuard.
 FIRST_TOKEN, IDLE, LIMIT = "first-token", "idle", "limit"
@@ -58,6 +63,11 @@ class Deadline:
         self.at = time.monotonic() + seconds
         self.label = label
         self.is_budget = budget  # the summarize step's budget rather than one request's deadline
+
+    def extend(self, seconds: float) -> None:
+        """Move the deadline later (time spent waiting on a busy server is not the request's own time)."""
+        self.at += seconds
+        self.seconds += seconds
 
     def remaining(self) -> float:
         return self.at - time.monotonic()

@@ -66,6 +66,7 @@ from steps.deadlines import (
     DEFAULT_IDLE_READ_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
     DEFAULT_SUMMARIZE_BUDGET_S,
+    DEFAULT_BUSY_WAIT_S,
     FIRST_TOKEN,
     LIMIT,
     Deadline,
@@ -148,6 +149,9 @@ _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _MIN_INPUT_TOKENS = 64
 _MAX_REDUCE_DEPTH = 8
 _MAX_BACKOFF_S = 60.0
+# "Saturated, come back later": the llm-d scheduler sheds with 429, a model server or gateway without capacity
+# answers 503. Waited out for minutes (busy_wait_s), unlike real failures.
+_BUSY = (429, 503)
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>.*\Z", re.DOTALL | re.IGNORECASE)
@@ -181,7 +185,9 @@ class LLMSettings:
     Deadlines (``steps/deadlines.py``): ``first_token_timeout_s`` per attempt,
     ``read_timeout_s`` the idle silence tolerated after the first token,
     ``request_timeout_s`` one call with its retries, ``budget_s`` all of
-    :func:`summarize_all` (``None``: no budget).
+    :func:`summarize_all` (``None``: no budget). ``busy_wait_s`` is how long one call
+    keeps waiting (honouring Retry-After) while the gateway answers 429/503; those
+    waits extend the call's deadline and do not count against ``max_retries``.
     """
 
     url: str
@@ -195,6 +201,7 @@ class LLMSettings:
     first_token_timeout_s: float = DEFAULT_FIRST_TOKEN_TIMEOUT_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     budget_s: float | None = DEFAULT_SUMMARIZE_BUDGET_S
+    busy_wait_s: float = DEFAULT_BUSY_WAIT_S
     max_retries: int = 4
     backoff_s: float = 1.0
     context_tokens: int = 4096
@@ -216,6 +223,8 @@ class LLMSettings:
             raise ValueError("LLMSettings.max_retries must be >= 0")
         if self.max_output_tokens < 1:
             raise ValueError("LLMSettings.max_output_tokens must be >= 1")
+        if self.busy_wait_s < 0:
+            raise ValueError("LLMSettings.busy_wait_s must be >= 0")
         for name in ("connect_timeout_s", "read_timeout_s", "first_token_timeout_s", "request_timeout_s", "budget_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -244,6 +253,7 @@ class Summary:
     cached_tokens: int | None
     requests: int
     chunks: int
+    busy_wait_s: float = 0.0  # total time this summary's requests waited on a saturated gateway (429/503)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -423,7 +433,9 @@ class LLMClient:
             finally:
                 self._slots.release()
 
-        return self._with_retries(url, "chat completion", once, limit)
+        waited: list[float] = []
+        result = self._with_retries(url, "chat completion", once, limit, waited)
+        return dataclasses.replace(result, busy_wait_s=sum(waited))
 
     # internals ---------------------------------------------------------------
     def _limit(self) -> Deadline:
@@ -444,15 +456,22 @@ class LLMClient:
             url=url,
         )
 
-    def _with_retries(self, url: str, what: str, fn: Callable[[], T], limit: Deadline) -> T:
+    def _with_retries(
+        self, url: str, what: str, fn: Callable[[], T], limit: Deadline, waited: list[float] | None = None
+    ) -> T:
         s = self.settings
         total = s.max_retries + 1
-        for attempt in range(1, total + 1):
+        waited = [] if waited is None else waited
+        attempt = 1
+        while attempt <= total:
             if limit.expired():
                 raise self._out_of_time(url, what, limit, attempt - 1, "no time left to start")
             try:
                 return fn()
             except _Retryable as exc:
+                if exc.status in _BUSY and sum(waited) < s.busy_wait_s:
+                    self._wait_while_busy(url, what, exc, limit, waited)
+                    continue  # a busy answer is not a failed attempt
                 if attempt >= total:
                     raise LLMError(
                         f"LLM endpoint {url}: {what} failed after {attempt} attempt(s): {exc.reason}",
@@ -470,7 +489,26 @@ class LLMClient:
                     what, url, exc.reason, attempt, s.max_retries, delay, limit.left(), budget,
                 )
                 time.sleep(delay)
+                attempt += 1
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_while_busy(self, url: str, what: str, exc: _Retryable, limit: Deadline, waited: list[float]) -> None:
+        """Sleep before asking a saturated gateway again: its Retry-After, else a back-off growing to a minute,
+        never past the busy-wait allowance or the step's budget. The wait extends the call's own deadline."""
+        s = self.settings
+        left = s.busy_wait_s - sum(waited)
+        delay = exc.retry_after
+        if delay is None:
+            delay = min(s.backoff_s * 2 ** len(waited), _MAX_BACKOFF_S) * random.uniform(0.5, 1.5)
+        delay = min(delay, left)
+        if not limit.is_budget:
+            limit.extend(delay)
+        elif delay >= limit.remaining():
+            raise self._out_of_time(url, what, limit, len(waited) + 1, exc.reason) from None
+        log.warning("LLM %s to %s: %s (busy); asking again in %.1f s (%.0f s of %.0f s busy wait used)",
+                    what, url, exc.reason, delay, sum(waited), s.busy_wait_s)
+        time.sleep(delay)
+        waited.append(delay)
 
     def _guard(self, url: str, fn: Callable[[], T]) -> T:
         """Map httpx transport errors to retryable / fatal errors."""
@@ -700,6 +738,7 @@ def _make_summary(text: str, stats: _Stats, total_s: float, chunks: int) -> Summ
         cached_tokens=_sum_opt(r.cached_tokens for r in results),
         requests=len(results),
         chunks=chunks,
+        busy_wait_s=round(sum(r.busy_wait_s for r in results), 3),
     )
 
 

@@ -77,6 +77,7 @@ class ChatResult:
     finish_reason: str | None
     model: str | None
     attempts: int
+    busy_wait_s: float = 0.0  # time spent waiting on 429/503 answers before this result
 
 
 def _snippet(text: str, limit: int = 200) -> str:

@@ -164,13 +164,18 @@ def convert_ctranslate2(model_dir: Path, out_path: Path) -> Path:
     return out_path
 
 
-def load_model(spec: str, device: str = "cpu", cache_dir: Path | None = None) -> whisper.Whisper:
+def load_model(
+    spec: str, device: str = "cpu", cache_dir: Path | None = None, checkpoint: Path | None = None
+) -> whisper.Whisper:
     """Load ``spec`` (see :func:`resolve_checkpoint`) as a ``whisper.Whisper`` on ``device``,
-    with the model's alignment heads set so ``word_timestamps=True`` is accurate."""
+    with the model's alignment heads set so ``word_timestamps=True`` is accurate.
+
+    ``checkpoint`` is ``spec`` already resolved: the spec itself is still needed, because whisper's
+    alignment-head table is keyed by model name (``small``), never by a checkpoint's path."""
     import whisper
 
     cache = Path(cache_dir) if cache_dir is not None else model_cache_dir()
-    path = resolve_checkpoint(spec, cache)
+    path = checkpoint if checkpoint is not None else resolve_checkpoint(spec, cache)
     try:
         model = whisper.load_model(str(path), device=device, download_root=str(cache))
         heads = _stored_heads(path) or whisper._ALIGNMENT_HEADS.get(spec)

@@ -163,7 +163,7 @@ class Transcriber:
             if self.threads > 0:
                 torch.set_num_threads(self.threads)
             t0 = time.perf_counter()
-            self._model = load_model(str(self.checkpoint), device=self.device)
+            self._model = load_model(self.model_spec, device=self.device, checkpoint=self.checkpoint)
             self.load_seconds = time.perf_counter() - t0
         return self._model
 

@@ -184,11 +184,12 @@ class TcpProxy:
     """Forwards 127.0.0.1:port to ``target`` (``host:port``) until :meth:`down`: then the port refuses connections
     and open ones are cut, which is what a client sees when an S3 endpoint goes away."""
 
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
+    def __init__(self, target: str, port: int = 0) -> None:
+        host, target_port = target.rsplit(":", 1)
+        self.target = (host, int(target_port))
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", port))
         self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -380,7 +380,6 @@ def test_inference_objective(scenario: Rendered):
     assert obj["metadata"]["name"] == _objective_parameter(scenario) != ""
     assert obj["metadata"]["namespace"] == (io["namespace"] or NAMESPACE)
     assert obj["spec"] == {"priority": io["priority"], "poolRef": io["poolRef"]}
-    assert obj["spec"]["priority"] < 0, "batch summaries sit below interactive traffic (priority 0)"
 
 
 @pytest.mark.parametrize("gateway,expected", [
@@ -479,7 +478,11 @@ def test_pod_security_restricted(scenario: Rendered):
     wt = scenario.one("WorkflowTemplate")
     spec = wt["spec"]
     pod = spec["securityContext"]
-    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0 and pod["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["runAsNonRoot"] is True and pod["seccompProfile"]["type"] == "RuntimeDefault"
+    # IDs only when asked for (OpenShift restricted-v2 assigns its own); never root.
+    ids = {k: v for k, v in (scenario.values.get("podSecurityContext") or {}).items() if v is not None}
+    assert {k: pod[k] for k in ("runAsUser", "runAsGroup", "fsGroup") if k in pod} == ids
+    assert pod.get("runAsUser") != 0
     assert "podSpecPatch" not in spec and "hostNetwork" not in spec
     assert spec["podGC"]["strategy"] == "OnPodSuccess"
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -500,7 +503,7 @@ def test_pod_security_restricted(scenario: Rendered):
             assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], f"{where}: writable /tmp (emptyDir)"
     assert containers == 4
     for cron in scenario.of_kind("CronWorkflow"):  # every pod comes from the WorkflowTemplate
-        assert set(cron["spec"]["workflowSpec"]) == {"arguments", "workflowTemplateRef"}
+        assert set(cron["spec"]["workflowSpec"]) == {"activeDeadlineSeconds", "arguments", "workflowTemplateRef"}
 
 
 def test_rbac_least_privilege(scenario: Rendered):

@@ -170,8 +170,13 @@ def test_runs_as_numeric_non_root_user_matching_the_template(variant: str) -> No
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) != 0, f"USER {users[-1]} must be a numeric non-root uid"
     assert not gid or (gid.isdigit() and int(gid) != 0)
+    # The template pins no IDs by default (OpenShift's restricted-v2 SCC assigns its own), so the image's numeric
+    # USER is what runAsNonRoot verifies elsewhere; the opt-in IDs, when used with the image's user, match it.
     pod = build_workflow_template().to_dict()["spec"]["securityContext"]
-    assert int(uid) == pod["runAsUser"] and (not gid or int(gid) == pod["runAsGroup"])
+    assert pod["runAsNonRoot"] is True and not {"runAsUser", "runAsGroup", "fsGroup"} & set(pod)
+    pinned = build_workflow_template(PipelineSettings(run_as_user=int(uid), run_as_group=int(gid or uid),
+                                                      fs_group=int(gid or uid))).to_dict()["spec"]["securityContext"]
+    assert (pinned["runAsUser"], pinned["runAsGroup"]) == (int(uid), int(gid or uid))
 
 
 def test_entrypoint_is_the_templates_command() -> None:

@@ -126,7 +126,7 @@ def test_silence_after_the_first_token_hits_the_idle_timeout(fake: Callable[...,
 
 def test_retry_after_never_sleeps_past_the_deadline(fake: Callable[..., FakeOpenAI]) -> None:
     srv = fake(default=error(429, "slow down", **{"Retry-After": "100"}))
-    exc, elapsed = chat_error(fast(srv.url, request_timeout_s=2))
+    exc, elapsed = chat_error(fast(srv.url, request_timeout_s=2, busy_wait_s=0))  # no allowance for a busy pool
     msg = one_line(exc)
     assert "request deadline of 2 s" in msg and "HTTP 429" in msg, msg
     assert len(srv.chat_requests()) == 1
@@ -310,3 +310,35 @@ def test_cli_run_keeps_url_credentials_secret(fake: Callable[..., FakeOpenAI], t
     assert SECRET not in step.stdout + step.stderr
     assert _grep_tree(out, SECRET.encode()) == []
     assert srv.chat_requests()[-1].headers.get("authorization") == basic
+
+
+# --- a saturated gateway (429/503) is waited out, for minutes, not a few attempts ---------------------------------
+
+
+def test_a_saturated_gateway_is_waited_out_beyond_the_retry_count_and_request_deadline(
+    fake: Callable[..., FakeOpenAI],
+) -> None:
+    busy = [error(429, "pool saturated", **{"Retry-After": "0.2"}) for _ in range(5)] + [error(503, "no capacity")]
+    srv = fake(busy)
+    settings = fast(srv.url, max_retries=0, request_timeout_s=0.6, busy_wait_s=30)
+    with LLMClient(settings) as client:
+        result = client.chat(build_messages("hi"))
+    assert result.text == "A short summary." and len(srv.chat_requests()) == 7
+    assert result.busy_wait_s >= 1.0  # five Retry-After: 0.2 honoured, far past the 0.6 s request deadline
+    with LLMClient(fast(srv.url)) as client:
+        summary = summarize(client, "A transcript to summarize.")
+    assert summary.busy_wait_s == 0.0 and "busy_wait_s" in summary.to_dict()  # reported per file
+
+
+def test_the_busy_wait_allowance_ends(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake(default=error(429, "pool saturated", **{"Retry-After": "0.2"}))
+    exc, elapsed = chat_error(fast(srv.url, max_retries=0, busy_wait_s=0.5))
+    assert "HTTP 429" in one_line(exc) and srv.url in one_line(exc)
+    assert 3 <= len(srv.chat_requests()) <= 5 and elapsed < 10
+
+
+def test_busy_waits_reach_the_file_summary(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake([error(503, "loading", **{"Retry-After": "0.3"})])
+    with LLMClient(fast(srv.url, max_retries=0)) as client:
+        summary = summarize(client, "A transcript to summarize.")
+    assert summary.busy_wait_s >= 0.3

@@ -116,7 +116,7 @@ def test_fan_out_over_output_parameter_and_aggregate(tmp_path: Path) -> None:
             items_path, "{{inputs.parameters.n}}", inputs=["n"], outputs={"items": items_path}),
         ctr("square", "import sys; x=int(sys.argv[2]); open(sys.argv[1],'w').write(str(x*x)); print(x+100)",
             sq_path, "{{inputs.parameters.x}}", inputs=["x"], outputs={"sq": sq_path}),
-        ctr("total", "import json,sys; print(sum(json.loads(sys.argv[1])), json.loads(sys.argv[2]))",
+        ctr("total", "import json,sys; print(sum(map(int, json.loads(sys.argv[1]))), json.loads(sys.argv[2]))",
             "{{inputs.parameters.values}}", "{{inputs.parameters.results}}", inputs=["values", "results"]),
         params={"n": "4"},
     )
@@ -129,16 +129,19 @@ def test_fan_out_over_output_parameter_and_aggregate(tmp_path: Path) -> None:
     assert [n for n in result.nodes if n.startswith("square(")] == children
     assert [result.nodes[c].outputs["sq"] for c in children] == ["0", "1", "4", "9"]
     assert result.nodes["square"].phase == "Succeeded"
-    assert result.nodes["square"].outputs == {"sq": "[0,1,4,9]"}  # the aggregate node carries the list too
-    # aggregated outputs: JSON list of every child's value (parsed as JSON like Argo does)
+    # Aggregated output parameters are a JSON list of STRINGS unless every value is a JSON object or list
+    # (argo-workflows v4.1.2 workflow/controller/operator.go aggregatedJSONValueList; dag_test.go
+    # TestDAGReferTaskAggregatedOutputs expects ["1","2"]). The aggregate node carries the list too.
+    assert result.nodes["square"].outputs == {"sq": '["0","1","4","9"]'}
+    # aggregated outputs.result: a list of each child's result decoded as JSON (processAggregateNodeOutputs)
     assert result.nodes["total"].result == "14 [100, 101, 102, 103]"
     # private output paths: the in-pod path was rewritten, never created on this machine
     assert not Path(items_path).parent.exists() and not Path(sq_path).parent.exists()
-    # work dir layout: <workdir>/<wf-name>/<node-id>/attempt-1/{stdout.log,outputs/}
+    # work dir layout: <workdir>/<wf-name>/<node-id>/attempt-1/{stdout.log,fs/<in-pod output path>}
     log = result.nodes["square(2:2)"].log_path
     assert log is not None and log.name == "stdout.log" and log.parent.name == "attempt-1"
     assert log.parent.parent.parent == result.run_dir == tmp_path / "runs" / result.workflow_name
-    assert (log.parent / "outputs" / "sq").read_text() == "4"
+    assert (log.parent / "fs" / sq_path.lstrip("/")).read_text() == "4"
     assert log.read_text().strip() == "102"
     kinds = [e.kind for e in events]
     assert kinds[0] == "run-started" and events[0].total is None  # withParam: count unknown up front
@@ -305,9 +308,10 @@ def test_retry_succeeds_on_second_attempt_with_backoff(tmp_path: Path) -> None:
     counter = tmp_path / "counter"
     code = ("import sys,pathlib; p=pathlib.Path(sys.argv[1]); n=int(p.read_text()) if p.exists() else 0; "
             "p.write_text(str(n+1)); print('attempt', n+1, '{{retries}}'); sys.exit(1 if n == 0 else 0)")
+    # maxDuration is also the retry's deadline (from the first attempt's start): 5m scaled is 3 s, room to spare
     wf = workflow([task("flaky", "flaky")],
                   ctr("flaky", code, str(counter),
-                      retryStrategy={"limit": "3", "backoff": {"duration": "20s", "factor": 2, "maxDuration": "1m"}}))
+                      retryStrategy={"limit": "3", "backoff": {"duration": "20s", "factor": 2, "maxDuration": "5m"}}))
     events: list[Event] = []
     result = LocalRunner(tmp_path / "runs", on_event=events.append, time_scale=0.01).run(wf)
     node = result.nodes["flaky"]
@@ -323,7 +327,9 @@ def test_retry_limit_exhausted_and_policies(tmp_path: Path) -> None:
     runner = LocalRunner(tmp_path / "runs", time_scale=0.01)
     result = runner.run(workflow([task("f", "fail")], {**FAIL, "retryStrategy": {"limit": 2}}))
     node = result.nodes["f"]
-    assert result.phase == "Failed" and node.attempts == 3 and "no more retries left" in node.message
+    # the last attempt's message, then processNodeRetries' own (argo-workflows v4.1.2 workflow/controller/operator.go)
+    assert result.phase == "Failed" and node.attempts == 3
+    assert node.message == "Error (exit code 3); No more retries left"
     assert sorted(p.name for p in node.log_path.parent.parent.iterdir()) == ["attempt-1", "attempt-2", "attempt-3"]
 
     # OnError does not retry a process failure ...
@@ -338,7 +344,7 @@ def test_retry_limit_exhausted_and_policies(tmp_path: Path) -> None:
     # maxDuration stops retrying when the next backoff would not fit
     rs = {"limit": 5, "backoff": {"duration": "20s", "maxDuration": "10s"}}
     result = LocalRunner(tmp_path / "runs").run(workflow([task("f", "fail")], {**FAIL, "retryStrategy": rs}))
-    assert result.nodes["f"].attempts == 1 and "backoff would exceed max duration limit" in result.nodes["f"].message
+    assert result.nodes["f"].attempts == 1 and "Backoff would exceed max duration limit" in result.nodes["f"].message
 
 
 def test_timeout_kills_process(tmp_path: Path) -> None:
@@ -538,7 +544,7 @@ def test_custom_handler_receives_resolved_spec(tmp_path: Path) -> None:
         started=result.nodes["x"].started, finished=result.nodes["x"].finished,
         log_path=result.nodes["x"].log_path,
     )
-    assert seen[0].argv[-1] == f"--out={seen[0].attempt_dir / 'outputs' / 'v'}"
+    assert seen[0].argv[-1] == f"--out={seen[0].attempt_dir / 'fs' / path.lstrip('/')}"
 
 
 # --- expression helpers ---------------------------------------------------------------------------

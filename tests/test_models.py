@@ -265,3 +265,20 @@ def test_transcription_with_word_timestamps(tiny_model: whisper.Whisper) -> None
     ref = set(_words(reference))
     shared = len(ref & set(_words(result["text"]))) / len(ref)
     assert shared >= 0.5, f"{name}: {result['text']!r} shares {shared:.0%} of the reference words"
+
+
+def test_a_resolved_checkpoint_keeps_the_name_for_whisper_alignment_heads(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A downloaded model (no heads stored in it) gets whisper's table entry for its *name*, though the step
+    resolved the name to a file path first (the path alone misses the table and falls back to generic heads)."""
+    import torch
+
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    checkpoint.pop("alignment_heads", None)  # what openai's own downloaded .pt files look like
+    plain = tmp_path / "tiny.en.pt"
+    torch.save(checkpoint, plain)
+    expected = whisper.load_model(str(plain), device="cpu")
+    expected.set_alignment_heads(whisper._ALIGNMENT_HEADS["tiny.en"])
+    by_name = load_model("tiny.en", device="cpu", checkpoint=plain)
+    assert torch.equal(by_name.alignment_heads.to_dense(), expected.alignment_heads.to_dense())
+    by_path = load_model(str(plain), device="cpu")  # the old call: generic heads, the upper half of all layers
+    assert not torch.equal(by_path.alignment_heads.to_dense(), expected.alignment_heads.to_dense())

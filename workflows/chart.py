@@ -10,7 +10,7 @@ generation. How a template is made:
    the Helm expression (``{{ .Values.pipeline.input | quote }}``, ``{{ .Values.whisper.parallelism | int }}``...).
    A sentinel found anywhere else (inside a longer string) is an error.
 2. **Features.** Parts whose *presence* depends on values (queue label, priority label, S3 env, gateway key env,
-   accelerator limit + ``--device``; cron timezone/suspend) are found by rendering the builder once more with the
+   accelerator limit + ``--device``, report output artifacts, opt-in pod IDs; cron timezone/suspend) are found by rendering the builder once more with the
    feature turned off and diffing the YAML lines: lines only in the "on" render are wrapped in
    ``{{- if <cond> }} ... {{- end }}``, changed lines become ``if/else``. Hunks of different features must be
    disjoint or nested (checked), so every combination renders exactly what the builder would.
@@ -96,6 +96,10 @@ WT_KNOBS = (
     Knob("summarize_concurrency", 1916, ".Values.gateway.concurrency"),
     Knob("context_tokens", 1917, ".Values.gateway.contextTokens"),
     Knob("max_output_tokens", 1918, ".Values.gateway.maxOutputTokens"),
+    Knob("active_deadline_seconds", 1924, ".Values.pipeline.activeDeadlineSeconds"),
+    Knob("run_as_user", 1925, ".Values.podSecurityContext.runAsUser"),
+    Knob("run_as_group", 1926, ".Values.podSecurityContext.runAsGroup"),
+    Knob("fs_group", 1927, ".Values.podSecurityContext.fsGroup"),
 )
 
 WT_FEATURES = (
@@ -105,6 +109,11 @@ WT_FEATURES = (
     Feature("S3 endpoint + credentials env", "$s3", {"s3_secret": None}),
     Feature("gateway API key env", "$llmKey", {"llm_secret": None}),
     Feature("accelerator limit and --device cuda", "$gpu", {"accelerator": "cpu"}),
+    Feature("report output artifacts", "$reportArtifacts", {"report_artifacts": False}),
+    # Opt-in pod IDs (default off: the platform assigns them, e.g. OpenShift restricted-v2).
+    Feature("pod runAsUser", ".Values.podSecurityContext.runAsUser", {"run_as_user": None}),
+    Feature("pod runAsGroup", ".Values.podSecurityContext.runAsGroup", {"run_as_group": None}),
+    Feature("pod fsGroup", ".Values.podSecurityContext.fsGroup", {"fs_group": None}),
 )
 
 WT_PREAMBLE = """\
@@ -113,6 +122,7 @@ WT_PREAMBLE = """\
 {{- $s3 := .Values.s3.existingSecret }}
 {{- $llmKey := .Values.gateway.apiKeySecret }}
 {{- $gpu := ne .Values.whisper.accelerator "cpu" }}
+{{- $reportArtifacts := include "kubescribe.reportArtifacts" . }}
 """
 
 CRON_KNOBS = (
@@ -123,6 +133,7 @@ CRON_KNOBS = (
     Knob("starting_deadline_seconds", 1921, ".Values.cron.startingDeadlineSeconds"),
     Knob("successful_jobs_history_limit", 1922, ".Values.cron.successfulJobsHistoryLimit"),
     Knob("failed_jobs_history_limit", 1923, ".Values.cron.failedJobsHistoryLimit"),
+    Knob("active_deadline_seconds", 1924, ".Values.pipeline.activeDeadlineSeconds"),
 )
 CRON_SCHEDULE_SENTINEL = "zzhelm-schedule"
 
@@ -284,9 +295,10 @@ def _template(
 
 # Values for the feature-guarded fields when the feature is on (all of these are also knobs).
 _WT_ON = {"queue_name": "zzhelm-queue", "priority_class": "zzhelm-priority", "s3_secret": "zzhelm-s3-secret",
-          "llm_secret": "zzhelm-gateway-secret", "accelerator": "zzhelm.io/accelerator"}
+          "llm_secret": "zzhelm-gateway-secret", "accelerator": "zzhelm.io/accelerator", "report_artifacts": True,
+          "run_as_user": 1925, "run_as_group": 1926, "fs_group": 1927}
 _CRON_ON = {"timezone": "zzhelm-timezone", "suspend": True}
-_CRON_SETTINGS_FIELDS = {"name", "namespace"}
+_CRON_SETTINGS_FIELDS = {"name", "namespace", "active_deadline_seconds"}
 
 
 def workflowtemplate_template() -> str:
@@ -323,7 +335,10 @@ def cronworkflow_template() -> str:
 
 def generated_templates() -> dict[str, str]:
     """Chart-relative path → text of every generated template."""
-    return {WORKFLOWTEMPLATE_FILE: workflowtemplate_template(), CRONWORKFLOW_FILE: cronworkflow_template()}
+    from workflows.rbac import RBAC_FILE, chart_template as rbac_template  # Role rules: one owner, also `templates install`
+
+    return {WORKFLOWTEMPLATE_FILE: workflowtemplate_template(), CRONWORKFLOW_FILE: cronworkflow_template(),
+            RBAC_FILE: rbac_template()}
 
 
 def generate_chart_templates(chart_dir: Path = CHART_DIR) -> list[Path]:
@@ -383,6 +398,17 @@ def quota_resource_name(values: Mapping[str, Any]) -> str | None:
     return acc
 
 
+def report_artifacts_enabled(values: Mapping[str, Any]) -> bool:
+    """Mirror of ``kubescribe.reportArtifacts``: ``pipeline.reportArtifacts``, or (null) ``artifactRepository.enabled``.
+
+    The report step's output artifacts need an artifact repository; without one Argo cannot save them.
+    """
+    explicit = values["pipeline"].get("reportArtifacts")
+    if explicit is None:
+        return bool(values["artifactRepository"]["enabled"])
+    return bool(explicit)
+
+
 def effective_objective(values: Mapping[str, Any]) -> str:
     """Mirror of ``kubescribe.objective``: the InferenceObjective name the summarize step sends (empty: none).
 
@@ -435,11 +461,20 @@ def settings_from_values(values: Mapping[str, Any], *, release_name: str, namesp
         threads=int(v["whisper"]["threads"]),
         transcribe_timeout=v["whisper"]["timeout"],
         retries=int(v["pipeline"]["retries"]),
+        active_deadline_seconds=int(v["pipeline"]["activeDeadlineSeconds"]),
+        run_as_user=_optional_int((v.get("podSecurityContext") or {}).get("runAsUser")),
+        run_as_group=_optional_int((v.get("podSecurityContext") or {}).get("runAsGroup")),
+        fs_group=_optional_int((v.get("podSecurityContext") or {}).get("fsGroup")),
+        report_artifacts=report_artifacts_enabled(v),
         s3_endpoint=v["s3"]["endpoint"] or None,
         s3_secret=v["s3"]["existingSecret"] or None,
         llm_secret=v["gateway"]["apiKeySecret"] or None,
         service_account=service_account_name(v, release_name),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _quantity(value: Any) -> str:

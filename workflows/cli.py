@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -22,15 +21,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from steps.sanitize import show_control
 from workflows.settings import PipelineSettings
 
 console = Console(stderr=True, emoji=False)
 #: The local stand-in for the cluster's gateway Secret (PipelineSettings.llm_secret) when --llm-url has credentials.
 LOCAL_LLM_SECRET = "kubescribe-llm"
 
-# C0/C1 controls and the Unicode bidi/format overrides that can reorder or hide what a terminal shows.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_KEEP_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _safe(text: object, multiline: bool = False) -> str:
@@ -40,14 +37,9 @@ def _safe(text: object, multiline: bool = False) -> str:
     ``multiline`` keeps newlines and tabs), then rich markup is escaped (``[bold]x.wav`` and ``[/x].wav`` are
     printed as they are, never parsed). Every print of such text in this module goes through here.
     """
-    pattern = _UNSAFE_KEEP_LINES if multiline else _UNSAFE
-    text = str(text)
-    try:  # a file name that is not UTF-8 arrives with surrogate escapes: show its bytes as \xNN, never raw
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    shown = pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-    return escape(shown)
+    if not multiline:
+        return escape(show_control(str(text)))
+    return escape("\n".join(show_control(line).replace("\\t", "\t") for line in str(text).split("\n")))
 
 
 def _local_accelerator() -> tuple[str, dict[str, int]]:

@@ -1,20 +1,25 @@
 """Cluster commands: ``kubescribe submit``, ``kubescribe templates install`` and ``kubescribe doctor``.
 
 ``submit`` and ``templates install`` talk to the Argo Server REST API through hera's ``WorkflowsService``;
-``doctor`` checks a namespace with the ``kubernetes`` client (and the LLM gateway with httpx).
+``templates install`` also creates or updates the workflow pods' ServiceAccount, Role and RoleBinding
+(``workflows/rbac.py``) through the Kubernetes API (kubeconfig), or with ``--no-rbac`` refuses when they are missing.
+``doctor`` checks a namespace with the ``kubernetes`` client (and the LLM gateway with httpx): Argo (CRDs, the
+controller's executor securityContext), the workflow RBAC, Kueue (LocalQueue, ClusterQueue quota), the GPU resource
+and DAS (``workflows/das.py``), the S3 Secret and the gateway. It only reads.
 
 Where values come from, first wins: the command-line flag, then the environment (``ARGO_SERVER``, ``ARGO_TOKEN``,
 ``ARGO_NAMESPACE``, ``ARGO_INSECURE_SKIP_VERIFY``, as the argo CLI uses them), then ``--settings FILE.yaml``
 (``PipelineSettings`` fields), then the ``PipelineSettings`` defaults.
 
 Exit status: 0 success; 1 ``submit --wait`` saw the workflow fail; 2 any error (one line on stderr, no
-traceback) or, for ``doctor``, any failed check. The Argo token is never printed.
+traceback) or, for ``doctor``, any failed or skipped check (warnings do not fail). The Argo token is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import re
@@ -315,6 +320,14 @@ def cmd_templates_install(a: argparse.Namespace) -> int:
     ws = t.service()
     name = settings.name
 
+    # The pods' identity first: a WorkflowTemplate whose serviceAccountName does not exist (or may not report
+    # results) only fails at run time, pod by pod.
+    if a.no_rbac:
+        require_rbac(a, ns, settings)
+    else:
+        for line in install_rbac(a, ns, settings):
+            print(line)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         template = build_workflow_template(settings).build()
@@ -460,7 +473,7 @@ def wait_for_workflow(ws: Any, t: ArgoTarget, name: str, interval: float, max_ne
 @dataclass
 class Check:
     name: str
-    state: str  # "pass" | "fail" | "skip"
+    state: str  # "pass" | "warn" (works now, may break; not a failure) | "fail" | "skip"
     detail: str
     fix: str | None = None
 
@@ -487,7 +500,7 @@ def _kube_client(kubeconfig: str | None, context: str | None):
             ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
             namespace = ns_file.read_text().strip() if ns_file.exists() else None
     except ConfigException as e:
-        raise ClusterError(f"no usable Kubernetes credentials: {e}. Pass --kubeconfig or set KUBECONFIG") from None
+        raise ClusterError(f"no usable Kubernetes credentials: {str(e).rstrip('.')}. Pass --kubeconfig or set KUBECONFIG") from None
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ClusterError(f"cannot load kubeconfig {kubeconfig or os.environ.get('KUBECONFIG', '~/.kube/config')}: {e}") from None
     cfg.retries = 1
@@ -517,16 +530,23 @@ class _KubeProbe:
         self.ext = client.ApiextensionsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
-    def raw_get(self, path: str, accept: str = "application/json") -> dict:
+    def call(self, method: str, path: str, body: dict | None = None, accept: str = "application/json") -> dict:
+        """One Kubernetes API request with JSON in and out; ApiException on a non-2xx answer."""
         from kubernetes.client.exceptions import ApiException
 
-        method, url, headers, _, _ = self.api.param_serialize("GET", path, header_params={"Accept": accept},
-                                                              auth_settings=["BearerToken"])
-        resp = self.api.call_api(method, url, header_params=headers, _request_timeout=HTTP_TIMEOUT_S)
+        header_params = {"Accept": accept}
+        if body is not None:
+            header_params["Content-Type"] = "application/json"
+        method, url, headers, data, _ = self.api.param_serialize(method, path, header_params=header_params, body=body,
+                                                                 auth_settings=["BearerToken"])
+        resp = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=HTTP_TIMEOUT_S)
         resp.read()
         if not 200 <= resp.status <= 299:
             raise ApiException(http_resp=resp)
-        return json.loads(resp.data)
+        return json.loads(resp.data) if resp.data else {}
+
+    def raw_get(self, path: str, accept: str = "application/json") -> dict:
+        return self.call("GET", path, accept=accept)
 
     def common_failure(self, exc: Exception, what: str) -> Check | None:
         status, reason = _kube_reason(exc)
@@ -564,6 +584,229 @@ def _crd_versions(probe: _KubeProbe, plural: str, group: str) -> tuple[list[str]
     return None, "API discovery"
 
 
+# --- workflow RBAC: templates install creates it, doctor and templates install --no-rbac check it -------------------
+
+_RBAC = "/apis/rbac.authorization.k8s.io/v1"
+_COLLECTIONS = {"ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts", "Role": _RBAC + "/namespaces/{ns}/roles",
+                "RoleBinding": _RBAC + "/namespaces/{ns}/rolebindings"}
+
+
+def _install_probe(a: argparse.Namespace) -> _KubeProbe:
+    api, _ = _kube_client(getattr(a, "kubeconfig", None), getattr(a, "context", None))
+    return _KubeProbe(api)
+
+
+def _kube_write_error(probe: _KubeProbe, exc: Exception, action: str, namespace: str) -> ClusterError:
+    status, reason = _kube_reason(exc)
+    if status == 401:
+        msg = (f"the Kubernetes API {probe.host} rejected the credentials (401) while trying to {action}: refresh the "
+               f"kubeconfig token")
+    elif status == 403:
+        escalate = (" Creating a Role also needs the permissions it grants (create, patch on "
+                    "workflowtaskresults.argoproj.io) or the escalate verb." if " Role " in f" {action} " else "")
+        msg = (f"no permission to {action} (403): {reason}.{escalate} Ask your cluster admin to create the "
+               f"ServiceAccount, Role and RoleBinding (or to install the Helm chart), then rerun with --no-rbac")
+    elif status == 404:
+        msg = f"namespace {namespace} not found while trying to {action}: create it or check --namespace"
+    elif not status:
+        msg = (f"cannot reach the Kubernetes API at {probe.host} ({reason}) while trying to {action}: check "
+               f"--kubeconfig / --context, or pass --no-rbac if the RBAC objects already exist")
+    else:
+        msg = f"the Kubernetes API {probe.host} answered {status} to {action}: {reason}"
+    return ClusterError(msg)
+
+
+def _apply(probe: _KubeProbe, obj: dict) -> str:
+    """Create ``obj``; if it exists, update it (Role, RoleBinding) or leave it as is (ServiceAccount: other tools add
+    imagePullSecrets to it). Labels and annotations already there are kept, so a Helm-owned object stays Helm's."""
+    from kubernetes.client.exceptions import ApiException
+
+    kind, meta = obj["kind"], obj["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    base = _COLLECTIONS[kind].format(ns=ns)
+    try:
+        probe.call("POST", base, obj)
+        return "created"
+    except ApiException as e:
+        if e.status != 409:
+            raise _kube_write_error(probe, e, f"create {kind} {ns}/{name}", ns) from None
+    except Exception as e:  # noqa: BLE001 - transport failures
+        raise _kube_write_error(probe, e, f"create {kind} {ns}/{name}", ns) from None
+    try:
+        current = probe.call("GET", f"{base}/{name}")
+    except Exception as e:  # noqa: BLE001
+        raise _kube_write_error(probe, e, f"read {kind} {ns}/{name}", ns) from None
+    if kind == "ServiceAccount":
+        return "already exists"
+    if kind == "RoleBinding" and current.get("roleRef") != obj["roleRef"]:
+        ref = current.get("roleRef") or {}
+        raise ClusterError(f"RoleBinding {ns}/{name} exists but binds {ref.get('kind')} {ref.get('name')}, and a "
+                           f"RoleBinding's roleRef cannot be changed: delete it (kubectl -n {ns} delete rolebinding "
+                           f"{name}) and rerun, or keep it and pass --no-rbac")
+    old = current.get("metadata") or {}
+    body = copy.deepcopy(obj)
+    body["metadata"]["resourceVersion"] = old.get("resourceVersion")
+    body["metadata"]["labels"] = {**(meta.get("labels") or {}), **(old.get("labels") or {})}
+    if old.get("annotations"):
+        body["metadata"]["annotations"] = old["annotations"]
+    try:
+        probe.call("PUT", f"{base}/{name}", body)
+    except Exception as e:  # noqa: BLE001
+        raise _kube_write_error(probe, e, f"update {kind} {ns}/{name}", ns) from None
+    return "updated"
+
+
+def install_rbac(a: argparse.Namespace, namespace: str, settings: PipelineSettings) -> list[str]:
+    """Create or update the ServiceAccount (unless the pods run as ``default``), Role and RoleBinding of
+    ``workflows.rbac``; return one line per object."""
+    from workflows import rbac
+
+    sa, name = rbac.names(settings.service_account, settings.name)
+    objects = [rbac.service_account(sa, namespace, rbac.INSTALL_LABELS)] if settings.service_account else []
+    objects += [rbac.role(name, namespace, rbac.INSTALL_LABELS), rbac.role_binding(name, namespace, sa, rbac.INSTALL_LABELS)]
+    try:
+        probe = _install_probe(a)
+    except ClusterError as e:
+        listed = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objects)
+        raise ClusterError(f"creating {listed} needs the Kubernetes API: {e}; or pass --no-rbac if they exist "
+                           f"already (an admin or the Helm chart made them)") from None
+    lines = []
+    for obj in objects:
+        what = _apply(probe, obj)
+        extra = f" ({rbac.needed()})" if obj["kind"] == "Role" else ""
+        lines.append(f"{obj['kind']} {obj['metadata']['name']} {what} in namespace {namespace}{extra}")
+    return lines
+
+
+@dataclass
+class RbacReport:
+    missing: list[str]  # what certainly is not there (one phrase each)
+    unknown: list[str]  # what could not be read
+    grants: list[str]  # "RoleBinding x -> Role y" that grant (part of) the executor's rules
+
+
+def _binds(binding: dict, sa: str, namespace: str) -> bool:
+    binding_ns = (binding.get("metadata") or {}).get("namespace") or namespace
+    for s in binding.get("subjects") or []:
+        kind, name = s.get("kind"), s.get("name")
+        if kind == "ServiceAccount" and name == sa and (s.get("namespace") or binding_ns) == namespace:
+            return True
+        if kind == "User" and name == f"system:serviceaccount:{namespace}:{sa}":
+            return True
+        if kind == "Group" and name in ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"):
+            return True
+    return False
+
+
+def inspect_rbac(probe: _KubeProbe, namespace: str, sa: str) -> RbacReport:
+    """Does ServiceAccount ``sa`` exist, and do the RoleBindings of ``namespace`` (and the ClusterRoleBindings, when
+    readable) grant it ``workflows.rbac.EXECUTOR_RULES``? Transport errors and 401 are raised."""
+    from kubernetes.client.exceptions import ApiException
+
+    from workflows import rbac
+
+    report = RbacReport([], [], [])
+
+    def get(path: str, what: str) -> dict | None:
+        try:
+            return probe.call("GET", path)
+        except ApiException as e:
+            if e.status == 404:
+                report.missing.append(what)
+            elif e.status == 403:
+                report.unknown.append(f"{what} (no permission to read it)")
+            else:
+                raise
+        return None
+
+    get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}", f"ServiceAccount {namespace}/{sa}")
+    bindings = get(f"{_RBAC}/namespaces/{namespace}/rolebindings", f"RoleBindings of namespace {namespace}")
+    if bindings is None:
+        return report
+    have: set[tuple[str, str, str]] = set()
+    seen: list[str] = []
+    roles_missing = roles_unknown = False
+
+    def follow(binding: dict, binding_kind: str) -> None:
+        nonlocal have, roles_missing, roles_unknown
+        ref = binding.get("roleRef") or {}
+        bname = f"{binding_kind} {(binding.get('metadata') or {}).get('name')}"
+        seen.append(bname)
+        before, unknown_before = len(report.missing), len(report.unknown)
+        if ref.get("kind") == "Role" and binding_kind == "RoleBinding":
+            role = get(f"{_RBAC}/namespaces/{namespace}/roles/{ref.get('name')}",
+                       f"Role {namespace}/{ref.get('name')} (referenced by {bname})")
+        elif ref.get("kind") == "ClusterRole":
+            role = get(f"{_RBAC}/clusterroles/{ref.get('name')}", f"ClusterRole {ref.get('name')} (referenced by {bname})")
+        else:
+            return
+        roles_missing |= len(report.missing) > before
+        roles_unknown |= len(report.unknown) > unknown_before  # e.g. a ClusterRole a namespace admin cannot read
+        got = rbac.granted((role or {}).get("rules") or [])
+        if got:
+            have |= got
+            report.grants.append(f"{bname} -> {ref.get('kind')} {ref.get('name')}")
+
+    for b in bindings.get("items") or []:
+        if _binds(b, sa, namespace):
+            follow(b, "RoleBinding")
+    if rbac.missing_permissions(have):
+        with contextlib.suppress(ApiException):  # cluster-wide bindings: only when readable (admins)
+            for b in probe.call("GET", f"{_RBAC}/clusterrolebindings").get("items") or []:
+                if _binds(b, sa, namespace):
+                    follow(b, "ClusterRoleBinding")
+    lacking = rbac.missing_permissions(have)
+    if lacking and not roles_missing and not roles_unknown:
+        if seen:
+            report.missing.append(f"{'; '.join(lacking)} for ServiceAccount {sa} (bound through {', '.join(seen)})")
+        else:
+            report.missing.append(f"a RoleBinding of ServiceAccount {sa} to a Role with {rbac.needed()}")
+    return report
+
+
+def require_rbac(a: argparse.Namespace, namespace: str, settings: PipelineSettings) -> None:
+    """``templates install --no-rbac``: refuse when the pods' ServiceAccount or its executor permissions are missing;
+    warn (and go on) when they cannot be checked."""
+    from workflows import rbac
+
+    sa, _ = rbac.names(settings.service_account, settings.name)
+    try:
+        report = inspect_rbac(_install_probe(a), namespace, sa)
+    except ClusterError as e:
+        print(f"warning: --no-rbac: cannot check ServiceAccount {sa} and its RBAC ({e}); installing anyway", file=sys.stderr)
+        return
+    except Exception as e:  # noqa: BLE001 - transport failure, 401
+        print(f"warning: --no-rbac: cannot check ServiceAccount {sa} and its RBAC ({_kube_reason(e)[1]}); installing "
+              f"anyway", file=sys.stderr)
+        return
+    if report.missing:
+        raise ClusterError(f"--no-rbac, but namespace {namespace} lacks {'; '.join(report.missing)}. Without them the "
+                           f"workflow pods cannot run or report their results (Argo's executor needs {rbac.needed()}). "
+                           f"Rerun without --no-rbac to create them, or ask your admin")
+    if report.unknown:
+        print(f"warning: --no-rbac: could not check {'; '.join(report.unknown)}; installing anyway", file=sys.stderr)
+
+
+def check_rbac(probe: _KubeProbe, namespace: str, settings: PipelineSettings) -> Check:
+    from workflows import rbac
+
+    name = "Workflow RBAC"
+    sa, role = rbac.names(settings.service_account, settings.name)
+    try:
+        report = inspect_rbac(probe, namespace, sa)
+    except Exception as e:  # noqa: BLE001
+        return probe.common_failure(e, name) or Check(name, "fail", f"cannot read RBAC: {_kube_reason(e)[1]}")
+    fix = (f"`kubescribe templates install -n {namespace}` creates ServiceAccount {sa}, Role and RoleBinding {role} "
+           f"(the Helm chart does with rbac.create=true); or ask your admin for a Role with {rbac.needed()} bound to it")
+    if report.missing:
+        return Check(name, "fail", f"missing: {'; '.join(report.missing)} (Argo's executor needs {rbac.needed()})", fix)
+    if report.unknown:
+        found = f"; found {', '.join(report.grants)}" if report.grants else ""
+        return Check(name, "warn", f"cannot check {'; '.join(report.unknown)}{found}",
+                     f"ask your admin to confirm ServiceAccount {namespace}/{sa} has {rbac.needed()}")
+    return Check(name, "pass", f"ServiceAccount {namespace}/{sa} exists; {', '.join(report.grants)} grant {rbac.needed()}")
+
+
 def check_argo(probe: _KubeProbe) -> Check:
     name = "Argo Workflows CRDs"
     try:
@@ -578,23 +821,162 @@ def check_argo(probe: _KubeProbe) -> Check:
     return Check(name, "pass", f"workflowtemplates/workflows/cronworkflows.argoproj.io v1alpha1 served (via {via})")
 
 
-def check_kueue(probe: _KubeProbe, namespace: str, queue: str | None) -> list[Check]:
+# The controller reads its configuration from this ConfigMap in its own namespace (argo-workflows v4.1.2:
+# cmd/workflow-controller/main.go flag --configmap, default common.ConfigMapName in workflow/common/common.go). Its
+# `executor` key is a Container whose securityContext the controller copies onto the init and wait containers it
+# injects into every pod (workflow/controller/workflowpod.go newExecContainer). Either one key per field, or a single
+# `config` key holding all of them (config/controller.go parseConfigMap).
+ARGO_CONFIGMAP = "workflow-controller-configmap"
+ARGO_NAMESPACE = "argo"  # the upstream manifests' namespace
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+RESTRICTED_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                               "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+_SECURITY_CONTEXT_YAML = """\
+securityContext:
+  runAsNonRoot: true
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop: [ALL]
+  seccompProfile:
+    type: RuntimeDefault
+"""  # == {"securityContext": RESTRICTED_SECURITY_CONTEXT} (tests/test_cluster_cli.py parses the printed snippet)
+
+
+def executor_snippet(key: str) -> str:
+    """The ConfigMap lines that give Argo's executor the restricted securityContext (``key``: "executor" or the
+    legacy single "config" key, where it sits under ``executor:``)."""
+    body = _SECURITY_CONTEXT_YAML.splitlines()
+    if key == "config":
+        body = ["executor:", *(f"  {line}" for line in body)]
+    return f"data:\n  {key}: |\n" + "\n".join(f"    {line}" for line in body)
+
+
+def restricted_violations(sc: dict) -> list[str]:
+    """What keeps a container with securityContext ``sc`` out of the restricted Pod Security level (as fields to set)."""
+    out = []
+    if sc.get("runAsNonRoot") is not True:
+        out.append("runAsNonRoot: true")
+    if sc.get("runAsUser") == 0:
+        out.append("runAsUser other than 0")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        out.append("allowPrivilegeEscalation: false")
+    caps = sc.get("capabilities") or {}
+    if "ALL" not in (caps.get("drop") or []):
+        out.append("capabilities.drop: [ALL]")
+    if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+        out.append("no capabilities.add but NET_BIND_SERVICE")
+    if (sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        out.append("seccompProfile.type: RuntimeDefault")
+    if sc.get("privileged"):
+        out.append("privileged: false")
+    return out
+
+
+def _enforced_level(probe: _KubeProbe, namespace: str) -> str | None:
+    """The namespace's pod-security.kubernetes.io/enforce label ("" when unset, None when unreadable)."""
+    try:
+        meta = probe.call("GET", f"/api/v1/namespaces/{namespace}").get("metadata") or {}
+    except Exception:  # noqa: BLE001 - namespaces are cluster-scoped: many users cannot read them
+        return None
+    return (meta.get("labels") or {}).get(PSA_ENFORCE, "")
+
+
+def check_argo_executor(probe: _KubeProbe, namespace: str, location: str | None, pods_run_as_user: int | None = None) -> Check:
+    """Argo's init/wait containers get their securityContext only from the controller ConfigMap's ``executor``;
+    without a restricted one a namespace enforcing the ``restricted`` Pod Security level rejects every pod.
+
+    Also: the controller's default executor image is the root ``quay.io/argoproj/argoexec:<tag>`` (argo-workflows
+    v4.1.2 workflow/controller/config.go; Dockerfile stage ``argoexec`` has no USER, ``argoexec-nonroot`` has USER
+    8737). Under runAsNonRoot (the kubescribe pods set it) the kubelet refuses to start a root image unless some
+    runAsUser applies, so without the ``-nonroot`` image or a runAsUser the init/wait containers never start."""
+    import yaml
+    from kubernetes.client.exceptions import ApiException
+
+    name = "Argo executor"
+    if location and "/" in location:
+        cm_ns, _, cm_name = location.partition("/")
+        candidates = [(cm_ns, cm_name)]
+    else:
+        cm_name = location or ARGO_CONFIGMAP
+        candidates = [(c, cm_name) for c in dict.fromkeys([ARGO_NAMESPACE, namespace])]
+    cm, forbidden, where = None, [], ""
+    for cm_ns, cm_name in candidates:
+        try:
+            cm = probe.call("GET", f"/api/v1/namespaces/{cm_ns}/configmaps/{cm_name}")
+            where = f"{cm_ns}/{cm_name}"
+            break
+        except ApiException as e:
+            if e.status == 403:
+                forbidden.append(f"{cm_ns}/{cm_name}")
+            elif e.status != 404:
+                return Check(name, "fail", f"cannot read ConfigMap {cm_ns}/{cm_name}: {_kube_reason(e)[1]}")
+        except Exception as e:  # noqa: BLE001
+            return probe.common_failure(e, name) or Check(name, "fail", f"cannot read ConfigMap: {_kube_reason(e)[1]}")
+    snippet = executor_snippet("executor")
+    if cm is None:
+        tried = ", ".join(f"{n}/{c}" for n, c in candidates)
+        if forbidden:
+            return Check(name, "warn", f"no permission to read ConfigMap {forbidden[0]} (403), so Argo's executor "
+                         f"securityContext cannot be checked", f"ask the Argo admin to make sure it has:\n{snippet}")
+        return Check(name, "warn", f"Argo's controller ConfigMap not found ({tried}), so its executor securityContext "
+                     f"cannot be checked", f"pass --argo-configmap NAMESPACE/NAME (Helm installs of Argo name it "
+                     f"<release>-workflow-controller-configmap); it needs:\n{snippet}")
+    data = cm.get("data") or {}
+    key = "config" if "config" in data else "executor"
+    try:
+        parsed = yaml.safe_load(data.get(key) or "") or {}
+        executor = (parsed.get("executor") or {}) if key == "config" else parsed
+        sc = executor.get("securityContext") or {}
+        if not isinstance(sc, dict):
+            raise TypeError
+    except (yaml.YAMLError, AttributeError, TypeError):
+        return Check(name, "fail", f"ConfigMap {where}: data.{key} is not a YAML mapping", f"fix data.{key} of {where}")
+    problems = restricted_violations(sc)
+    cm_ns, cm_name = where.split("/", 1)
+    edit = f"kubectl -n {cm_ns} edit configmap {cm_name}, and add (keeping its other keys):"
+    root_image = (not str(executor.get("image") or "").endswith("-nonroot") and not sc.get("runAsUser")
+                  and not pods_run_as_user)
+    root_note = ("the executor image is Argo's default root argoexec and no runAsUser applies, so under the pods' "
+                 "runAsNonRoot the kubelet will not start the init/wait containers, unless the platform assigns a UID "
+                 "(OpenShift) or the controller runs with --executor-image ...-nonroot")
+    root_fix = (f"under data.{key}{'.executor' if key == 'config' else ''} also set the non-root executor image "
+                f"(USER 8737; Argo docs/workflow-pod-security-context.md): "
+                f"image: quay.io/argoproj/argoexec:<your Argo version>-nonroot")
+    if not problems:
+        detail = f"ConfigMap {where}: executor.securityContext meets the restricted Pod Security level"
+        if root_image:
+            return Check(name, "warn", f"{detail}; but {root_note}", root_fix)
+        return Check(name, "pass", detail)
+    fix = f"{edit}\n{executor_snippet(key)}" + (f"\nand {root_fix}" if root_image else "")
+    detail = (f"ConfigMap {where}: executor.securityContext lacks {', '.join(problems)}, so Argo's init/wait "
+              f"containers break the restricted Pod Security level")
+    level = _enforced_level(probe, namespace)
+    if level == "restricted":
+        return Check(name, "fail", f"{detail}, which namespace {namespace} enforces: every pod is rejected", fix)
+    why = "the namespace's labels are not readable" if level is None else f"namespace {namespace} enforces {level or 'no level'}"
+    return Check(name, "warn", f"{detail} ({why}; pods are rejected where {PSA_ENFORCE}=restricted)", fix)
+
+
+def check_kueue(probe: _KubeProbe, namespace: str, queue: str | None) -> tuple[list[Check], str | None]:
+    """The Kueue CRD and LocalQueue checks, and the LocalQueue's ClusterQueue (None: unknown)."""
     crd_name, lq_name = "Kueue CRDs", "Kueue LocalQueue"
     if not queue:
-        return [Check(lq_name, "pass", "Whisper pods are not queued (queue_name unset): Kueue not needed")]
+        return [Check(lq_name, "pass", "Whisper pods are not queued (queue_name unset): Kueue not needed")], None
     try:
         versions, via = _crd_versions(probe, "localqueues", "kueue.x-k8s.io")
     except Exception as e:  # noqa: BLE001
         return [probe.common_failure(e, crd_name) or Check(crd_name, "fail", f"cannot read CRDs: {_kube_reason(e)[1]}"),
-                Check(lq_name, "skip", "not checked (Kueue CRDs unknown)")]
+                Check(lq_name, "skip", "not checked (Kueue CRDs unknown)")], None
     if not versions:
         return [Check(crd_name, "fail", "localqueues.kueue.x-k8s.io is not installed",
                       "install Kueue (https://kueue.sigs.k8s.io/docs/installation/), or the Red Hat build of Kueue on OpenShift"),
-                Check(lq_name, "skip", "not checked (Kueue missing)")]
+                Check(lq_name, "skip", "not checked (Kueue missing)")], None
     if "v1beta2" not in versions:
         return [Check(crd_name, "fail", f"Kueue serves {', '.join(versions)} but not v1beta2 (Kueue < 0.15)",
                       "upgrade Kueue to v0.15 or later"),
-                Check(lq_name, "skip", "not checked (Kueue too old)")]
+                Check(lq_name, "skip", "not checked (Kueue too old)")], None
     checks = [Check(crd_name, "pass", f"localqueues.kueue.x-k8s.io serves v1beta2 (via {via})")]
     create = (f"create it: kubectl apply -f - <<< '{{apiVersion: kueue.x-k8s.io/v1beta2, kind: LocalQueue, "
               f"metadata: {{namespace: {namespace}, name: {queue}}}, spec: {{clusterQueue: <cluster-queue>}}}}'")
@@ -610,7 +992,7 @@ def check_kueue(probe: _KubeProbe, namespace: str, queue: str | None) -> list[Ch
                                 "ask your admin for get on localqueues.kueue.x-k8s.io in this namespace"))
         else:
             checks.append(probe.common_failure(e, lq_name) or Check(lq_name, "fail", f"cannot read LocalQueue: {reason}"))
-        return checks
+        return checks, None
     cq = (lq.get("spec") or {}).get("clusterQueue", "?")
     active = next((c for c in (lq.get("status") or {}).get("conditions", []) if c.get("type") == "Active"), None)
     if active is not None and active.get("status") != "True":
@@ -618,14 +1000,7 @@ def check_kueue(probe: _KubeProbe, namespace: str, queue: str | None) -> list[Ch
                             f"check the ClusterQueue: kubectl get clusterqueue {cq} -o yaml"))
     else:
         checks.append(Check(lq_name, "pass", f"LocalQueue {namespace}/{queue} exists (ClusterQueue {cq})"))
-    return checks
-
-
-def accelerator_names(accelerator: str) -> list[str]:
-    """Node resource names that satisfy a pod asking for ``accelerator``: DAS rewrites ``nvidia.com/mig-<p>`` to
-    ``mig.das.com/<p>``, which is what its nodes advertise."""
-    m = re.fullmatch(r"nvidia\.com/mig-(.+)", accelerator)
-    return [accelerator, f"mig.das.com/{m.group(1)}"] if m else [accelerator]
+    return checks, (None if cq == "?" else cq)
 
 
 def _positive(quantity: Any) -> bool:
@@ -637,36 +1012,157 @@ def _positive(quantity: Any) -> bool:
         return False
 
 
-def check_accelerator(probe: _KubeProbe, accelerator: str) -> Check:
+def list_nodes(probe: _KubeProbe) -> tuple[list | None, Exception | None]:
+    try:
+        return probe.core.list_node(_request_timeout=HTTP_TIMEOUT_S).items, None
+    except Exception as e:  # noqa: BLE001 - reported by check_accelerator
+        return None, e
+
+
+def _resources(node: Any) -> dict[str, Any]:
+    status = node.status
+    return {**((status.capacity or {}) if status else {}), **((status.allocatable or {}) if status else {})}
+
+
+def das_in_use(nodes: list | None) -> bool | None:
+    """True when a node advertises DAS's ``mig.das.com/*`` resources (None: the nodes could not be read)."""
+    from workflows.das import is_das_resource
+
+    if nodes is None:
+        return None
+    return any(is_das_resource(r) for n in nodes for r in _resources(n))
+
+
+def check_accelerator(probe: _KubeProbe, accelerator: str, nodes: list | None = None, error: Exception | None = None) -> Check:
+    from workflows.das import das_resource_name, request_name
+
     name = "GPU resource"
     if accelerator == "cpu":
         return Check(name, "pass", "accelerator is cpu: no GPU resource needed")
-    wanted = accelerator_names(accelerator)
-    try:
-        nodes = probe.core.list_node(_request_timeout=HTTP_TIMEOUT_S).items
-    except Exception as e:  # noqa: BLE001
-        status, reason = _kube_reason(e)
+    if nodes is None and error is None:
+        nodes, error = list_nodes(probe)
+    if error is not None:
+        status, reason = _kube_reason(error)
         if status == 403:
             return Check(name, "fail", f"no permission to list nodes (403), so {accelerator} cannot be checked",
                          "ask an admin to run `kubescribe doctor`, or for get/list on nodes (cluster-scoped)")
-        return probe.common_failure(e, name) or Check(name, "fail", f"cannot list nodes: {reason}")
+        return probe.common_failure(error, name) or Check(name, "fail", f"cannot list nodes: {reason}")
+    nodes = nodes or []
+    das = das_in_use(nodes)
+    # With DAS installed its webhook renames the pod's limit before the pod is scheduled (workflows/das.py).
+    wanted = das_resource_name(accelerator) if das else accelerator
+    renamed = f" (DAS renames {accelerator} to it)" if wanted != accelerator else ""
     hits, others = [], set()
     for node in nodes:
         alloc = (node.status.allocatable or {}) if node.status else {}
         for res, qty in alloc.items():
-            if res in wanted and _positive(qty):
+            if res == wanted and _positive(qty):
                 hits.append(f"{node.metadata.name} ({res}: {qty})")
             elif res.startswith(("nvidia.com/", "mig.das.com/", "amd.com/")) and _positive(qty):
                 others.add(res)
     if hits:
         shown = ", ".join(hits[:3]) + (f" and {len(hits) - 3} more" if len(hits) > 3 else "")
-        return Check(name, "pass", f"{' or '.join(wanted)} allocatable on {len(hits)} node(s): {shown}")
+        return Check(name, "pass", f"{wanted}{renamed} allocatable on {len(hits)} node(s): {shown}")
     if others:
-        suggestions = sorted("nvidia.com/mig-" + r.split("/", 1)[1] if r.startswith("mig.das.com/") else r for r in others)
-        fix = f"pass one that the nodes have with --accelerator: {', '.join(suggestions)}"
+        fix = f"pass one that the nodes have with --accelerator: {', '.join(sorted(request_name(r) for r in others))}"
     else:
         fix = "install the GPU stack (NVIDIA GPU operator + DAS for MIG slices), or use --accelerator cpu"
-    return Check(name, "fail", f"no node has {' or '.join(wanted)} allocatable ({len(nodes)} node(s) seen)", fix)
+    if das and not accelerator.startswith("nvidia.com/mig-") and wanted != accelerator:
+        fix = (f"DAS is installed and its webhook renames every nvidia.com/* limit, so {accelerator} cannot be had in "
+               f"namespaces it covers: ask for a MIG profile instead; " + fix)
+    return Check(name, "fail", f"no node has {wanted} allocatable{renamed} ({len(nodes)} node(s) seen)", fix)
+
+
+def _quantities(resources: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in resources.items())
+
+
+def check_das(probe: _KubeProbe, accelerator: str, das: bool | None) -> tuple[Check, dict]:
+    """When DAS rewrites the Whisper pods: its RuntimeClass exists, and the overhead Kueue will add to each pod.
+    Returns the check and the RuntimeClass's overhead.podFixed ({} when none or unknown)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from workflows.das import DAS_RUNTIME_CLASS, DAS_SCHEDULER, das_resource_name
+
+    name = "DAS RuntimeClass"
+    if accelerator == "cpu" or das_resource_name(accelerator) == accelerator:
+        return Check(name, "pass", f"accelerator {accelerator}: the DAS webhook leaves the Whisper pods alone"), {}
+    if das is None:
+        return Check(name, "skip", "not checked: the nodes could not be read, so whether DAS is installed is unknown"), {}
+    if not das:
+        return Check(name, "pass", "DAS not in use (no node advertises mig.das.com/*)"), {}
+    renamed = (f"DAS rewrites the Whisper pods' {accelerator} to {das_resource_name(accelerator)} and sets "
+               f"schedulerName {DAS_SCHEDULER}, runtimeClassName {DAS_RUNTIME_CLASS}")
+    try:
+        rc = probe.call("GET", f"/apis/node.k8s.io/v1/runtimeclasses/{DAS_RUNTIME_CLASS}")
+    except ApiException as e:
+        if e.status == 404:
+            return Check(name, "fail", f"RuntimeClass {DAS_RUNTIME_CLASS} not found, but {renamed}: the API server "
+                         f"rejects a pod whose RuntimeClass does not exist",
+                         f"ask the cluster admin to complete the DAS install (its own DaemonSet runs with "
+                         f"RuntimeClass {DAS_RUNTIME_CLASS} too)"), {}
+        if e.status == 403:
+            return Check(name, "warn", f"{renamed}; no permission to read RuntimeClass {DAS_RUNTIME_CLASS} (403), so "
+                         f"its existence and pod overhead (which Kueue counts) are unknown",
+                         f"check `kubectl get runtimeclass {DAS_RUNTIME_CLASS} -o yaml` (overhead.podFixed)"), {}
+        return Check(name, "fail", f"cannot read RuntimeClass {DAS_RUNTIME_CLASS}: {_kube_reason(e)[1]}"), {}
+    except Exception as e:  # noqa: BLE001
+        return probe.common_failure(e, name) or Check(name, "fail", f"cannot read RuntimeClass: {_kube_reason(e)[1]}"), {}
+    overhead = dict(((rc.get("overhead") or {}).get("podFixed")) or {})
+    # Kueue adds overhead.podFixed to each pod's requests (kueue v0.19.2 pkg/workload/resources.go handlePodOverhead).
+    counted = (f"its overhead.podFixed ({_quantities(overhead)}) is added to each Whisper pod's requests, and Kueue "
+               f"counts it against the ClusterQueue" if overhead else "it has no overhead.podFixed")
+    return Check(name, "pass", f"RuntimeClass {DAS_RUNTIME_CLASS} exists (handler {rc.get('handler')}); {renamed}; "
+                 f"{counted}"), overhead
+
+
+def check_cluster_queue(probe: _KubeProbe, cq: str | None, accelerator: str, das: bool | None, overhead: dict) -> Check:
+    """The LocalQueue's ClusterQueue covers what a Whisper pod asks for, under the name Kueue sees: Kueue builds a
+    plain pod's Workload from the pod as stored, i.e. after the DAS webhook renamed its limit (workflows/das.py)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from workflows.das import das_resource_name
+
+    name = "Kueue ClusterQueue"
+    if cq is None:
+        return Check(name, "skip", "not checked (no usable LocalQueue)")
+    try:
+        obj = probe.call("GET", f"/apis/kueue.x-k8s.io/v1beta2/clusterqueues/{cq}")
+    except ApiException as e:
+        if e.status == 404:
+            return Check(name, "fail", f"ClusterQueue {cq} (of the LocalQueue) not found",
+                         "create it, or point the LocalQueue at an existing one")
+        if e.status == 403:
+            return Check(name, "warn", f"no permission to read ClusterQueue {cq} (cluster-scoped; 403), so its quota "
+                         f"cannot be checked", f"ask your admin to check `kubectl get clusterqueue {cq} -o yaml`")
+        return Check(name, "fail", f"cannot read ClusterQueue {cq}: {_kube_reason(e)[1]}")
+    except Exception as e:  # noqa: BLE001
+        return probe.common_failure(e, name) or Check(name, "fail", f"cannot read ClusterQueue: {_kube_reason(e)[1]}")
+    groups = (obj.get("spec") or {}).get("resourceGroups") or []
+    covered = [r for g in groups for r in g.get("coveredResources") or []]
+    accel = None if accelerator == "cpu" else (das_resource_name(accelerator) if das else accelerator)
+    options = {accelerator, das_resource_name(accelerator)} if das is None and accel else {accel}
+    needed = ["cpu", "memory", *[k for k in overhead if k not in ("cpu", "memory")]]
+    missing = [r for r in needed if r not in covered]
+    if accel and not options & set(covered):
+        if das and accelerator in covered:
+            return Check(name, "fail", f"ClusterQueue {cq} counts {accelerator}, but the DAS webhook renames the Whisper "
+                         f"pods' limit to {accel} before Kueue builds their Workload: no Whisper pod is admitted",
+                         f"in spec.resourceGroups[].coveredResources and flavors[].resources of ClusterQueue {cq}, "
+                         f"replace {accelerator} with {accel} (the chart derives it with das.enabled=true)")
+        missing.append(" or ".join(sorted(options)))
+    if missing:
+        return Check(name, "fail", f"ClusterQueue {cq} does not cover {', '.join(missing)} (covers "
+                     f"{', '.join(covered) or 'nothing'}): Kueue admits no Workload that asks for a resource it does "
+                     f"not cover", f"add {', '.join(missing)} to coveredResources and flavors[].resources of ClusterQueue {cq}")
+    quota = [f"{r.get('nominalQuota')}" for g in groups for f in g.get("flavors") or [] for r in f.get("resources") or []
+             if accel and r.get("name") in options]
+    detail = f"ClusterQueue {cq} covers {', '.join(covered)}"
+    if accel:
+        detail += f"; the Whisper pods are counted as {' or '.join(sorted(options))} (nominal quota {' + '.join(quota) or '?'})"
+    if overhead:
+        detail += f", plus RuntimeClass overhead {_quantities(overhead)} per pod"
+    return Check(name, "pass", detail)
 
 
 def check_secret(probe: _KubeProbe, namespace: str, secret: str | None) -> Check:
@@ -760,11 +1256,22 @@ def run_doctor(a: argparse.Namespace) -> list[Check]:
                 probe = None
     if probe is not None:
         checks.append(check_argo(probe))
-        checks.extend(check_kueue(probe, ns, settings.queue_name))
-        checks.append(check_accelerator(probe, settings.accelerator))
+        checks.append(check_argo_executor(probe, ns, getattr(a, "argo_configmap", None),
+                                          getattr(settings, "run_as_user", None)))
+        checks.append(check_rbac(probe, ns, settings))
+        kueue_checks, cluster_queue = check_kueue(probe, ns, settings.queue_name)
+        checks.extend(kueue_checks)
+        nodes, nodes_error = list_nodes(probe) if settings.accelerator != "cpu" else ([], None)
+        checks.append(check_accelerator(probe, settings.accelerator, nodes, nodes_error))
+        das = das_in_use(nodes)
+        das_check, overhead = check_das(probe, settings.accelerator, das)
+        checks.append(das_check)
+        if settings.queue_name:
+            checks.append(check_cluster_queue(probe, cluster_queue, settings.accelerator, das, overhead))
         checks.append(check_secret(probe, ns, settings.s3_secret))
     else:
-        for what in ("Argo Workflows CRDs", "Kueue LocalQueue", "GPU resource", "MinIO Secret"):
+        for what in ("Argo Workflows CRDs", "Argo executor", "Workflow RBAC", "Kueue LocalQueue", "GPU resource",
+                     "DAS RuntimeClass", "MinIO Secret"):
             checks.append(Check(what, "skip", "not checked: the Kubernetes API is not usable"))
     checks.append(check_gateway(settings.llm_url, settings.llm_model))
     return checks
@@ -773,13 +1280,18 @@ def run_doctor(a: argparse.Namespace) -> list[Check]:
 def cmd_doctor(a: argparse.Namespace) -> int:
     checks = run_doctor(a)
     width = max(len(c.name) for c in checks)
+    pad = " " * (5 + 1 + width + 2)
     for c in checks:
         print(f"{c.state.upper():<5} {c.name:<{width}}  {c.detail}")
-        if c.state == "fail" and c.fix:
-            print(f"{'':<5} {'':<{width}}  fix: {c.fix}")
+        if c.state in ("fail", "warn") and c.fix:
+            first, *more = c.fix.splitlines()
+            print(f"{pad}fix: {first}")
+            for line in more:  # a snippet to paste: kept as is, under "fix:"
+                print(f"{pad}     {line}")
     passed = sum(c.state == "pass" for c in checks)
-    print(f"{passed}/{len(checks)} checks passed")
-    return 0 if passed == len(checks) else 2
+    warned = sum(c.state == "warn" for c in checks)
+    print(f"{passed}/{len(checks)} checks passed" + (f", {warned} warning(s)" if warned else ""))
+    return 0 if passed + warned == len(checks) else 2
 
 
 # --- argparse wiring ------------------------------------------------------------------------------------------------
@@ -844,20 +1356,31 @@ def add_cluster_commands(subparsers: argparse._SubParsersAction) -> None:
 
     t = subparsers.add_parser("templates", help="manage the WorkflowTemplate in a cluster")
     tsub = t.add_subparsers(dest="templates_command", required=True)
-    ti = tsub.add_parser("install", help="create or update the WorkflowTemplate (and a CronWorkflow with --cron)",
-                         description="Create or update the WorkflowTemplate rendered from the settings through the Argo "
-                                     "Server; with --cron also a CronWorkflow that runs it with only-new=true.")
+    ti = tsub.add_parser("install", help="create or update the WorkflowTemplate, its ServiceAccount/Role/RoleBinding "
+                                         "(and a CronWorkflow with --cron)",
+                         description="Create or update the workflow pods' ServiceAccount, Role and RoleBinding (least "
+                                     "privilege: create/patch workflowtaskresults) through the Kubernetes API, then the "
+                                     "WorkflowTemplate rendered from the settings through the Argo Server; with --cron "
+                                     "also a CronWorkflow that runs it with only-new=true.")
     _argo_args(ti)
     ti.add_argument("--cron", action="append", metavar="SCHEDULE",
                     help='also install a CronWorkflow with this schedule, e.g. "0 * * * *" (repeatable)')
+    k = ti.add_argument_group("Kubernetes API (the workflow pods' ServiceAccount, Role and RoleBinding)")
+    k.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config, else in-cluster)")
+    k.add_argument("--context", help="kubeconfig context (default: the current one)")
+    k.add_argument("--no-rbac", action="store_true",
+                   help="do not create them (an admin or the Helm chart did): check they exist, refuse if they do not")
     _settings_args(ti)
     ti.set_defaults(fn=_guarded(cmd_templates_install))
 
     d = subparsers.add_parser("doctor", help="check that a namespace is ready to run the pipeline",
-                              description="Check Argo and Kueue CRDs, the LocalQueue, the GPU resource, the MinIO Secret "
-                                          "and the LLM gateway. Exit 0 only if every check passes.")
+                              description="Check Argo (CRDs, the executor securityContext), the workflow RBAC, Kueue "
+                                          "(CRDs, LocalQueue, ClusterQueue quota), the GPU resource and DAS, the MinIO "
+                                          "Secret and the LLM gateway. Exit 0 only if every check passes or warns.")
     d.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config, else in-cluster)")
     d.add_argument("--context", help="kubeconfig context (default: the current one)")
+    d.add_argument("--argo-configmap", metavar="[NAMESPACE/]NAME",
+                   help=f"Argo's controller ConfigMap (default: {ARGO_CONFIGMAP} in {ARGO_NAMESPACE}, then in the namespace)")
     _settings_args(d, images=False)
     d.set_defaults(fn=_guarded(cmd_doctor))
 

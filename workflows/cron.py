@@ -3,7 +3,7 @@
 It references the WorkflowTemplate (``workflowTemplateRef``) instead of copying the DAG, so the schedule always
 runs what is installed, and it overrides two run parameters: ``input`` (the prefix to scan) and ``only-new: "true"``
 (plan only audio without a finished result). ``concurrencyPolicy: Forbid`` keeps a slow night from overlapping the
-next one.
+next one, and ``workflowSpec.activeDeadlineSeconds`` (``settings.active_deadline_seconds``) bounds each run.
 
 Argo v4 removed ``spec.schedule``; hera 7 emits ``schedules`` only (and rewrites a legacy ``schedule=``). Argo 3.6
 and 3.7 accept ``schedules`` too; for older controllers the Helm chart has ``cron.legacySchedule`` to render the
@@ -54,6 +54,11 @@ def build_cron_workflow(
         timezone=timezone or None,
         cron_suspend=True if suspend else None,
         workflow_template_ref=m.WorkflowTemplateRef(name=settings.name),
+        # Each scheduled run is bounded as a whole, queue time included (a Kueue-gated pod never starts its own
+        # deadline). The WorkflowTemplate carries the same value; the Workflow's own spec wins when the controller
+        # merges the two (argo-workflows v4.1.2 workflow/util/merge.go JoinWorkflowSpec), so an older installed
+        # template cannot leave scheduled runs unbounded.
+        active_deadline_seconds=settings.active_deadline_seconds,
         arguments=[
             Parameter(name="input", value=input or settings.input),
             Parameter(name="only-new", value="true"),

@@ -18,9 +18,11 @@ from typing import Any
 
 from hera.workflows import (
     DAG,
+    Artifact,
     Container,
     EmptyDirVolume,
     Env,
+    NoneArchiveStrategy,
     Parameter,
     Resources,
     RetryStrategy,
@@ -35,9 +37,19 @@ from workflows.settings import PipelineSettings
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
-SHARDS_FILE = "/tmp/outputs/shards.json"
-# On every step pod (template metadata, which Argo applies even to Workflows made from a WorkflowTemplate,
-# unlike spec.podMetadata): the chart's NetworkPolicy selects kubescribe pods by it.
+OUTPUTS_DIR = "/tmp/outputs"
+SHARDS_FILE = f"{OUTPUTS_DIR}/shards.json"
+# What the report step publishes for the Argo UI (``kubescribe-step report --artifacts-dir``): report.json and a
+# markdown run summary as output artifacts (uploaded uncompressed, archive none, to the workflow's artifact
+# repository), and a one-line result as an output parameter.
+REPORT_FILE = f"{OUTPUTS_DIR}/report.json"
+SUMMARY_FILE = f"{OUTPUTS_DIR}/summary.md"
+RESULT_FILE = f"{OUTPUTS_DIR}/result.txt"
+# On every step pod, as template metadata (so the Kueue queue label can stay on the transcribe template alone): the
+# chart's NetworkPolicy selects kubescribe pods by it. spec.podMetadata would reach the pods as well, also for
+# Workflows submitted from the WorkflowTemplate: the controller merges the template's spec into the run
+# (argo-workflows v4.1.2 workflow/controller/operator.go setExecWorkflow -> workflow/util/merge.go JoinWorkflowSpec)
+# and workflowpod.go addMetadata applies spec.podMetadata, then the template's metadata, to each pod.
 POD_LABELS = {"app.kubernetes.io/name": "kubescribe", "app.kubernetes.io/component": "step"}
 STEP_COMMAND = ["kubescribe-step"]
 
@@ -63,6 +75,29 @@ def _p(name: str) -> str:
 
 # Every step reads/writes the output store under the run's id (the workflow name).
 COMMON_ARGS = ["--output", _p("output"), "--run-id", "{{workflow.name}}"]
+
+
+# Retries (argo-workflows v4.1.2 workflow/controller/operator.go processNodeRetries):
+# * A main container that exits non-zero makes the attempt *Failed*; "Error" is for the pod around it (deleted, e.g.
+#   by Kueue preemption or eviction; init/wait container failures). retryPolicy OnError retries only Error, so it
+#   never retried the exit-2 "infrastructure error, retry me" contract of steps/cli.py.
+# * `expression` is evaluated after the policy; `lastRetry.exitCode` is a *string* ("-1" when the attempt has no
+#   exit code, e.g. a deleted pod) and `lastRetry.status` the attempt's phase (buildRetryStrategyLocalScope).
+# * backoff.maxDuration is counted from the FIRST attempt's start (queue time included) and becomes every later
+#   attempt's deadline (opts.executionDeadline -> ARGO_DEADLINE in workflowpod.go getDeadline -> the executor's
+#   monitorDeadline kills the main container): a retry after a long queue wait would be killed at once. backoff.cap
+#   only bounds the wait between attempts.
+RETRY_EXIT_CODE = 2  # steps/cli.py: "2 an infrastructure or usage error (store, model, endpoint) that Argo may retry"
+RETRYABLE = f'lastRetry.status == "Error" || lastRetry.exitCode == "{RETRY_EXIT_CODE}"'
+
+
+def _backoff() -> m.Backoff:
+    return m.Backoff(duration="30s", factor="2", cap="5m")
+
+
+def _retry_infrastructure(limit: int) -> RetryStrategy:
+    """Retry what the step reports as retryable (exit 2) and pod-level errors, never a genuine failure (exit 1)."""
+    return RetryStrategy(limit=limit, retry_policy="Always", expression=RETRYABLE, backoff=_backoff())
 
 
 def _security_context() -> m.SecurityContext:
@@ -113,7 +148,7 @@ def _templates(settings: PipelineSettings) -> None:
          "--max-shards", _p("max-shards"), "--only-new", _p("only-new"), "--shards-file", SHARDS_FILE],
         outputs=[Parameter(name="shards", value_from=m.ValueFrom(path=SHARDS_FILE))],
         resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
-        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="OnError"),
+        retry_strategy=_retry_infrastructure(s.retries),
     )
 
     labels = {}
@@ -134,11 +169,14 @@ def _templates(settings: PipelineSettings) -> None:
         inputs=[Parameter(name="shard")],
         labels=labels,
         resources=Resources(**resources),
-        # Preemption by Kueue and DAS admission errors delete the pod: retry always, with backoff. The timeout
-        # covers time spent gated in the queue, which activeDeadlineSeconds would not.
-        retry_strategy=RetryStrategy(
-            limit=s.retries, retry_policy="Always", backoff=m.Backoff(duration="30s", factor="2", max_duration="10m")
-        ),
+        # Kueue preemption deletes the pod (Error), a DAS UnexpectedAdmissionError fails it without an exit code,
+        # OOM kills it (137), exit 2 is an infrastructure error: retry always (a shard's finished files are kept),
+        # with a capped backoff and no maxDuration (see _backoff). `timeout` bounds one attempt from the moment its
+        # pod starts on a node: for a retried template the controller's Pending-timeout check never runs
+        # (operator.go checkTemplateTimeouts acts on the Retry node, which is Running), the timeout only becomes the
+        # pod's activeDeadlineSeconds (workflowpod.go), and the kubelet counts that from the pod's status.startTime
+        # (kubernetes pkg/kubelet/active_deadline.go), so time gated in the Kueue queue is not counted. The run deadline (spec.activeDeadlineSeconds) bounds queue time.
+        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="Always", backoff=_backoff()),
         timeout=s.transcribe_timeout,
     )
     llm_env = []
@@ -155,13 +193,27 @@ def _templates(settings: PipelineSettings) -> None:
          "--context-tokens", str(s.context_tokens), "--max-output-tokens", str(s.max_output_tokens)],
         extra_env=llm_env,
         resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
-        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="OnError"),
+        retry_strategy=_retry_infrastructure(s.retries),
     )
+    # The Argo UI shows a node's output artifacts and parameters. Artifacts go to the workflow's artifact repository
+    # (the chart's artifact-repositories ConfigMap, templates/artifact-repository.yaml, or the controller default);
+    # `archive: none` stores the files as they are, so the UI can show them. Optional, and the parameter has a
+    # default, so a report step that fails before writing them keeps its own error instead of an artifact error.
+    report_outputs: list[Parameter | Artifact] = [
+        Parameter(name="result", value_from=m.ValueFrom(path=RESULT_FILE, default="no result: the report step failed"),
+                  description="one-line run result"),
+    ]
+    if s.report_artifacts:
+        report_outputs += [
+            Artifact(name="report", path=REPORT_FILE, archive=NoneArchiveStrategy(), optional=True),
+            Artifact(name="summary", path=SUMMARY_FILE, archive=NoneArchiveStrategy(), optional=True),
+        ]
     report = _container(
         s,
         "report",
         s.steps_image,
-        ["report", *COMMON_ARGS],
+        ["report", *COMMON_ARGS, "--artifacts-dir", OUTPUTS_DIR],
+        outputs=report_outputs,
         resources=Resources(cpu_request=s.steps_cpu, memory_request=s.steps_memory, memory_limit=s.steps_memory),
     )
 
@@ -194,10 +246,18 @@ def _spec_kwargs(settings: PipelineSettings) -> dict[str, Any]:
         ],
         volumes=[EmptyDirVolume(name="tmp", size_limit="20Gi")],
         service_account_name=settings.service_account,
+        # No IDs by default: OpenShift's restricted-v2 SCC rejects pods that pin runAsUser/fsGroup outside the
+        # namespace's range and assigns its own; elsewhere the images' numeric USER 65532 applies. runAsNonRoot
+        # is verifiable either way. Explicit IDs are opt-in (settings.run_as_user / run_as_group / fs_group).
         security_context=m.PodSecurityContext(
-            run_as_non_root=True, run_as_user=65532, run_as_group=65532, fs_group=65532,
-            seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+            run_as_non_root=True, run_as_user=settings.run_as_user, run_as_group=settings.run_as_group,
+            fs_group=settings.fs_group, seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
         ),
+        # The whole run, queue time included: a Kueue-gated pod never starts, so no pod deadline counts down while
+        # it waits. Past it the controller fails pending nodes and stops running pods (workflow/controller/
+        # exec_control.go, operator.go failNodesWithoutCreatedPodsAfterDeadlineOrShutdown) and retries stop
+        # (processNodeRetries: "retry exceeded workflow deadline").
+        active_deadline_seconds=settings.active_deadline_seconds,
         pod_gc=m.PodGC(strategy="OnPodSuccess"),
         labels={"app.kubernetes.io/name": "kubescribe", "app.kubernetes.io/component": "pipeline"},
     )

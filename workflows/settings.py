@@ -50,8 +50,22 @@ class PipelineSettings(BaseModel):
     steps_cpu: str = "500m"
     steps_memory: str = "1Gi"
     threads: int = Field(0, ge=0, description="torch CPU threads per Whisper process (0: torch default)")
-    transcribe_timeout: str = Field("6h", description="per attempt, includes time queued in Kueue (Pending)")
+    transcribe_timeout: str = Field(
+        "6h", description="per Whisper attempt, counted from when its pod starts on a node; time gated in the Kueue "
+        "queue is NOT counted (a retried template's timeout becomes the pod's activeDeadlineSeconds only): "
+        "active_deadline_seconds bounds that")
     retries: int = Field(2, ge=0)
+    active_deadline_seconds: int = Field(
+        24 * 3600, ge=60, description="spec.activeDeadlineSeconds: wall-clock bound on a whole run from its start, "
+        "queue time, retries and backoff included (pending pods are failed and running ones stopped after it)")
+    # Pod securityContext IDs. None (default): the platform assigns them (OpenShift restricted-v2 gives a UID from
+    # the namespace's range; elsewhere the image's numeric USER 65532 applies); runAsNonRoot is always set.
+    run_as_user: int | None = Field(None, ge=1, description="pod runAsUser; None: image USER / platform-assigned")
+    run_as_group: int | None = Field(None, ge=1, description="pod runAsGroup; None: image / platform-assigned")
+    fs_group: int | None = Field(None, ge=1, description="pod fsGroup; None: none / platform-assigned")
+    report_artifacts: bool = Field(
+        True, description="the report step publishes report.json and summary.md as output artifacts (needs an "
+        "Argo artifact repository: the namespace's artifact-repositories ConfigMap or the controller default)")
     s3_endpoint: str | None = "http://minio.minio.svc.cluster.local:9000"
     s3_secret: str | None = Field("kubescribe-s3", description="Secret with keys accesskey/secretkey; None: no S3 env")
     llm_secret: str | None = Field(

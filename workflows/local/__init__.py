@@ -5,9 +5,15 @@ Hera has no local runner, so :class:`LocalRunner` executes the exact dict that
 in the spirit of kfp's local runner: a DAG walker plus a pluggable task handler.
 
 * ``model`` - data types and errors; ``expressions`` - ``{{...}}``, ``depends``, ``when``;
+  ``exprlang`` - expr-lang (``retryStrategy.expression``); ``durations`` - Argo/Go durations;
   ``validate`` - up-front allow-lists; ``resources`` - extended-resource admission;
-  ``handler`` - how one attempt runs; ``runner`` - the DAG walker; ``shutdown`` - signals, and
-  children that die with the runner.
+  ``retries`` - whether, when and how long a failed attempt is retried; ``outputs`` - output values
+  (trimming, aggregation, skipped defaults); ``paths`` - private per-attempt output paths;
+  ``artifacts`` - the local artifact repository; ``handler`` - how one attempt runs;
+  ``runner`` - the DAG walker and its timers; ``shutdown`` - signals, and children that die with the runner.
+
+Behaviour follows argo-workflows v4.1.2; each module cites the upstream code it mirrors, and
+``tests/test_argo_conformance.py`` pins it.
 
 No hera import here: the runner works on plain dicts.
 """

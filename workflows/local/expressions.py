@@ -1,6 +1,8 @@
-"""Argo's small languages: ``{{...}}`` substitution, ``depends`` and ``when`` expressions, durations.
+"""Argo's small languages: ``{{...}}`` substitution, ``depends`` and ``when`` expressions.
 
-Pure functions on strings and dicts; nothing here knows about processes or the DAG walker.
+Pure functions on strings and dicts; nothing here knows about processes or the DAG walker. Durations are
+parsed by :mod:`.durations` (re-exported here as ``parse_duration``); ``retryStrategy.expression`` (expr-lang)
+by :mod:`.exprlang`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from .durations import parse_duration
 from .model import UnsupportedFeature, WorkflowError
 
 __all__ = [
@@ -406,30 +409,3 @@ def eval_when(text: str) -> bool:
         return truth(parse_when(text))
     except ValueError as exc:
         raise ValueError(f"invalid when expression {text!r}: {exc}") from None
-
-
-# --- durations --------------------------------------------------------------------------------
-
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any, what: str = "duration") -> float:
-    """Seconds from an Argo duration: a number (seconds), ``"30"``, or Go syntax like ``"1m30s"``."""
-    if isinstance(value, bool):
-        raise WorkflowError(f"{what}: invalid duration {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    if _NUMBER.match(text):
-        return float(text)
-    pos, total = 0, 0.0
-    while pos < len(text):
-        m = _GO_DURATION.match(text, pos)
-        if not m:
-            raise WorkflowError(f"{what}: invalid duration {value!r} (use seconds or Go syntax like '10s', '2m')")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not text:
-        raise WorkflowError(f"{what}: empty duration")
-    return total

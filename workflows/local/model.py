@@ -53,7 +53,9 @@ class WorkflowError(LocalRunnerError, ValueError):
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """Final state of one node. ``outputs`` holds output parameters; ``result`` the trimmed stdout."""
+    """Final state of one node. ``outputs`` holds output parameters; ``result`` the stdout less one trailing
+    newline; ``artifacts`` maps each stored output artifact's name to its file (or folder) in the local
+    artifact repository (``<workdir>/artifacts/...``)."""
 
     phase: str
     template: str | None = None
@@ -65,6 +67,7 @@ class NodeStatus:
     finished: float | None = None
     log_path: Path | None = None
     exit_code: int | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,27 @@ queue. The loop is:
 
 Node names follow Argo (``<wf>.<task>``, ``<wf>.<task>(0:item)``, ``<wf>.<outer>.<inner>``);
 results are keyed by the name without the leading ``<wf>.``.
+
+Timers, as argo-workflows v4.1.2 applies them (an attempt "starts" when its process starts, the local
+counterpart of a pod's start on a node; before that it waits in the queue, like a pod Pending or gated by Kueue):
+
+* template ``timeout``: each attempt's process is killed ``timeout`` after it starts (``workflowpod.go`` turns the
+  timeout into the pod's ``activeDeadlineSeconds``, which the kubelet counts from the pod's start). For a template
+  WITHOUT ``retryStrategy`` it also bounds the wait in the queue: an attempt not started ``timeout`` after it was
+  queued fails with "timeout" (``operator.go`` ``checkTemplateTimeouts`` fails a Pending node); for a retried
+  template that check sees the Running retry node, so queue time is not bounded.
+* template ``activeDeadlineSeconds``: each attempt's process is killed that long after it starts (the pod's own
+  ``activeDeadlineSeconds``); queue time is never counted.
+* ``retryStrategy.backoff.maxDuration``: every retry attempt is also killed at the first attempt's queueing +
+  maxDuration (``ARGO_DEADLINE``), and no retry starts past it (:mod:`.retries`).
+* ``spec.activeDeadlineSeconds``: the whole run, from its start, queue time, backoffs and retries included; at
+  the deadline running attempts are killed and queued ones failed ("Step exceeded its deadline":
+  ``exec_control.go`` ``applyExecutionControl``, ``operator.go``
+  ``failNodesWithoutCreatedPodsAfterDeadlineOrShutdown``), nothing new starts and no retry happens
+  (``processNodeRetries``).
+
+Waiting for workflow/DAG ``parallelism`` counts as queue time here, while Argo creates no node until
+parallelism admits it.
 """
 
 from __future__ import annotations
@@ -31,16 +52,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .expressions import (
-    depends_tasks,
-    eval_depends,
-    eval_when,
-    go_json,
-    item_label,
-    item_scope,
-    parse_duration,
-    substitute,
-)
+from .artifacts import store_artifacts
+from .expressions import depends_tasks, eval_depends, eval_when, item_label, item_scope, parse_duration, substitute
 from .handler import SubprocessHandler, TaskHandler
 from .model import (
     COMPLETED,
@@ -60,17 +73,15 @@ from .model import (
     TaskSpec,
     WorkflowError,
 )
+from .outputs import aggregate, result_of, skipped_outputs, trim_output
+from .paths import PrivatePaths
 from .resources import ResourcePool, extended_requests
+from .retries import ATTEMPT_KEYS, Attempt, RetryPlan, attempt_parameters, plan_retry
 from .validate import prepare_workflow, task_depends, validate_workflow
 
 __all__ = ["LocalRunner"]
 
 _MAX_THREADS = 256
-_TRANSIENT = re.compile(
-    r"connection reset by peer|connection refused|i/o timeout|TLS handshake timeout|"
-    r"connection timed out|temporarily unavailable|service unavailable",
-    re.IGNORECASE,
-)
 
 
 def _iso(ts: float | None) -> str:
@@ -83,6 +94,11 @@ def _str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _aggregate(prefix: str, children: list["_Node"]) -> dict[str, str]:
+    """Argo's aggregation of fanned-out outputs, over the Succeeded children (:func:`.outputs.aggregate`)."""
+    return aggregate(prefix, [(c.outputs, c.result) for c in children if c.phase == SUCCEEDED]) if children else {}
 
 
 def _node_id(name: str) -> str:
@@ -106,7 +122,13 @@ class _Node:
     finished: float | None = None
     log_path: Path | None = None
     exit_code: int | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
     children: list["_Node"] = field(default_factory=list)
+    # leaf attempts: queued time of the current and the first attempt, the last one's outcome, retry deadline
+    created: float = 0.0
+    first_created: float = 0.0
+    last_attempt: Attempt | None = None
+    exec_deadline: float | None = None
     # leaf only
     body: dict[str, Any] = field(default_factory=dict)  # substituted template
     needs: dict[str, float] = field(default_factory=dict)
@@ -142,6 +164,7 @@ class _Queued:
     attempt: int  # 0 for a DAG start
     enqueued: float
     not_before: float = 0.0
+    final: tuple[str, str] | None = None  # a backoff Argo waits out before ending the node: (phase, message)
 
 
 class LocalRunner:
@@ -342,13 +365,12 @@ class _Run:
         return NodeStatus(
             phase=n.phase, template=n.template, outputs=dict(n.outputs), result=n.result, message=n.message,
             attempts=n.attempts, started=n.started, finished=n.finished, log_path=n.log_path,
-            exit_code=n.exit_code,
+            exit_code=n.exit_code, artifacts=dict(n.artifacts),
         )
 
     def _wait(self, now: float) -> None:
         timers = [q.not_before for q in self.queue if q.not_before > now]
-        timers += [q.enqueued + q.node.body["_timeout"] for q in self.queue
-                   if q.node.kind == "leaf" and q.node.body.get("_timeout") is not None]
+        timers += [q.enqueued + limit for q in self.queue if (limit := self._queue_limit(q)) is not None]
         if self.deadline is not None and not self.halted:
             timers.append(self.deadline)
         timeout = min([0.5] + [max(0.0, t - now) for t in timers])
@@ -367,14 +389,20 @@ class _Run:
         if self.r.cancelled and not self.halted:
             self._halt(self.r._stop_reason)
         if self.deadline is not None and not self.halted and now >= self.deadline:
-            self._halt(f"workflow exceeded its deadline (activeDeadlineSeconds={self.spec['activeDeadlineSeconds']})")
+            self._halt(f"Step exceeded its deadline (spec.activeDeadlineSeconds={self.spec['activeDeadlineSeconds']})")
         for q in list(self.queue):
-            limit = q.node.body.get("_timeout") if q.node.kind == "leaf" else None
+            limit = self._queue_limit(q)
             if limit is not None and now >= q.enqueued + limit:
                 self.queue.remove(q)
                 outcome = TaskOutcome(FAILED, f"timeout: exceeded {limit:g}s while waiting for admission",
                                       started=now, finished=now)
                 self._on_done(q.node, q.attempt, None, outcome)
+
+    @staticmethod
+    def _queue_limit(q: _Queued) -> float | None:
+        """A template timeout bounds queue time only without a retryStrategy (checkTemplateTimeouts)."""
+        body = q.node.body if q.node.kind == "leaf" else {}
+        return None if "retryStrategy" in body or q.final else body.get("_timeout")
 
     def _halt(self, msg: str) -> None:
         """Stop early: kill running attempts, fail queued work; DAGs then start nothing new."""
@@ -383,8 +411,8 @@ class _Run:
             spec.cancel.set()
         for q in list(self.queue):
             self.queue.remove(q)
-            if q.node.kind == "leaf":
-                q.node.attempts = max(q.node.attempts, q.attempt)
+            if q.node.kind == "leaf":  # a retry that never started is no attempt (Argo creates its node later)
+                q.node.attempts = max(q.node.attempts, 1)
             self._set_phase(q.node, FAILED, msg)
 
     # --- templates -----------------------------------------------------------------------------
@@ -446,7 +474,7 @@ class _Run:
                 self._set_phase(node, PENDING)
                 self.queue.append(_Queued(node, 0, time.time()))
             return node
-        keep = {"retries", "pod.name", "node.name"}
+        keep = {"pod.name", "node.name", *ATTEMPT_KEYS}
         body = {k: tmpl[k] for k in ("container", "script", "outputs", "retryStrategy", "timeout",
                                       "activeDeadlineSeconds") if k in tmpl}
         body, unresolved = substitute(body, scope, keep=keep.__contains__)
@@ -501,13 +529,10 @@ class _Run:
             node = dag.task_nodes.get(tname)
             if node is not None:
                 if node.kind == "group" and not node.fulfilled and all(c.fulfilled for c in node.children):
-                    phase = SUCCEEDED
-                    for c in node.children:
-                        if c.phase in (FAILED, ERROR):
-                            phase = c.phase
                     failed = [c for c in node.children if c.phase in (FAILED, ERROR)]
+                    phase = failed[-1].phase if failed else SUCCEEDED  # dag.go: the last failed child's phase
                     msg = f"{len(failed)} of {len(node.children)} items failed" if failed else ""
-                    agg = self._aggregate("", node.children)
+                    agg = _aggregate("", node.children)
                     node.outputs = {k[len(".outputs.parameters."):]: v for k, v in agg.items()
                                     if k.startswith(".outputs.parameters.")}
                     node.result = agg.get(".outputs.result")
@@ -577,42 +602,17 @@ class _Run:
             if node.finished is not None:
                 scope[f"{p}.finishedAt"] = _iso(node.finished)
             if node.kind == "group":
-                scope.update(self._aggregate(p, node.children))
+                scope.update(_aggregate(p, node.children))
                 continue
-            for k, v in node.outputs.items():
+            outputs = node.outputs  # skipped/omitted: declared defaults (scope.go addSkippedNodeOutputsToScope)
+            if node.phase in (SKIPPED, OMITTED) and not outputs and node.template:
+                outputs = skipped_outputs(self.templates[node.template])
+            for k, v in outputs.items():
                 scope[f"{p}.outputs.parameters.{k}"] = v
             if node.result is not None:
                 scope[f"{p}.outputs.result"] = node.result
             if node.exit_code is not None:
                 scope[f"{p}.exitCode"] = str(node.exit_code)
-        return scope
-
-    @staticmethod
-    def _aggregate(prefix: str, children: list[_Node]) -> dict[str, str]:
-        """Argo's aggregation of fanned-out outputs (only Succeeded children count)."""
-        if not children:
-            return {}
-        params: list[dict[str, str]] = []
-        per_name: dict[str, list[str]] = {}
-        results: list[Any] = []
-        for c in children:
-            if c.phase != SUCCEEDED:
-                continue
-            if c.outputs:
-                params.append(dict(c.outputs))
-                for k, v in c.outputs.items():
-                    per_name.setdefault(k, []).append(v)
-            if c.result is not None:
-                try:
-                    results.append(json.loads(c.result))
-                except ValueError:
-                    results.append(c.result)
-        scope = {f"{prefix}.outputs.result": go_json(results), f"{prefix}.outputs.parameters": go_json(params)}
-        for k, values in per_name.items():
-            try:
-                scope[f"{prefix}.outputs.parameters.{k}"] = go_json([json.loads(v) for v in values])
-            except ValueError:
-                scope[f"{prefix}.outputs.parameters.{k}"] = go_json(values)
         return scope
 
     def _start_task(self, dag: _Dag, task: dict[str, Any], full: str) -> _Node:
@@ -640,6 +640,8 @@ class _Run:
                     full, task["template"], dag, ERROR,
                     f"withParam value could not be parsed as a JSON list: {resolved['withParam'].strip()[:200]} ({where})",
                 )
+        if not items:  # dag.go executeDAGTask: "DAG task with empty withParams list should be skipped"
+            return self._finished_node(full, task["template"], dag, SKIPPED, "Skipped, empty params")
         group = self._new_node(full, task["template"], "group", dag)
         group.continue_on = dict(task.get("continueOn") or {})
         self._set_phase(group, RUNNING)
@@ -738,6 +740,10 @@ class _Run:
                 return
             if q.not_before > now:
                 continue
+            if q.final is not None:  # the backoff Argo waits out before giving up is over
+                self.queue.remove(q)
+                self._set_phase(q.node, *q.final)
+                continue
             owner = q.node.owner
             if owner is not None and owner.parallelism and owner.active >= owner.parallelism:
                 continue
@@ -756,11 +762,13 @@ class _Run:
             self._start_attempt(q.node, q.attempt, q.enqueued, workers)
 
     def _start_attempt(self, node: _Node, attempt: int, enqueued: float, workers: ThreadPoolExecutor) -> None:
-        node.attempts = attempt
+        node.attempts, node.created = attempt, enqueued
+        if attempt == 1:
+            node.first_created = enqueued
         attempt_dir = self.run_dir / node.id / f"attempt-{attempt}"
         node.log_path = attempt_dir / "stdout.log"
         try:
-            spec = self._task_spec(node, attempt, attempt_dir, enqueued)
+            spec = self._task_spec(node, attempt, attempt_dir)
         except LocalRunnerError as exc:
             self._set_phase(node, ERROR, str(exc))
             return
@@ -772,26 +780,21 @@ class _Run:
         self._set_phase(node, RUNNING)
         workers.submit(self._work, node, attempt, spec)
 
-    def _task_spec(self, node: _Node, attempt: int, attempt_dir: Path, enqueued: float) -> TaskSpec:
-        late = {"retries": str(attempt - 1), "pod.name": node.id, "node.name": node.name}
+    def _task_spec(self, node: _Node, attempt: int, attempt_dir: Path) -> TaskSpec:
+        late = {**attempt_parameters(attempt, node.last_attempt), "pod.name": node.id, "node.name": node.name}
         body, _ = substitute({k: v for k, v in node.body.items() if not k.startswith("_")}, late)
         kind = "script" if "script" in body else "container"
         proc = body[kind]
-        out_dir = attempt_dir / "outputs"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        private: dict[str, str] = {}
-        node.body["_outputs"] = outs = []
-        for p in (body.get("outputs") or {}).get("parameters") or []:
-            orig = str(p["valueFrom"]["path"])
-            if orig not in private:
-                private[orig] = str(out_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", p["name"]))
-            outs.append((p["name"], orig, private[orig], p["valueFrom"]))
-
-        def rewrite(s: str) -> str:
-            for orig in sorted(private, key=len, reverse=True):
-                s = s.replace(orig, private[orig])
-            return s
-
+        outputs = body.get("outputs") or {}
+        params = outputs.get("parameters") or []
+        artifacts = outputs.get("artifacts") or []
+        mounts = [str(m.get("mountPath")) for m in proc.get("volumeMounts") or []]
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        paths = PrivatePaths(attempt_dir, [p["valueFrom"]["path"] for p in params] + [a["path"] for a in artifacts],
+                             mounts)
+        node.body["_paths"], node.body["_artifacts"] = paths, artifacts
+        node.body["_outputs"] = [(p["name"], str(p["valueFrom"]["path"]), p["valueFrom"]) for p in params]
+        rewrite = paths.rewrite
         argv = [rewrite(_str(a)) for a in proc.get("command") or []]
         if kind == "script":
             script = attempt_dir / "script"
@@ -812,10 +815,11 @@ class _Run:
                 env[e["name"]] = rewrite(self.r.secrets[key])
             else:
                 env[e["name"]] = rewrite(_str(e.get("value", "")))
-        limits = [x for x in (node.body.get("_deadline"),) if x is not None]
-        if node.body.get("_timeout") is not None:  # template timeout also counts time spent queued
-            limits.append(max(0.0, node.body["_timeout"] - (time.time() - enqueued)))
-        deadline = min(limits) if limits else None
+        # Counted from the process's start (see the module docstring): timeout, activeDeadlineSeconds, and the
+        # absolute deadline that backoff.maxDuration gives a retry.
+        limits = [x for x in (node.body.get("_timeout"), node.body.get("_deadline")) if x is not None]
+        if node.exec_deadline is not None:
+            limits.append(max(0.0, node.exec_deadline - time.time()))
         return TaskSpec(
             node_name=node.display,
             template=node.template or "",
@@ -825,7 +829,7 @@ class _Run:
             attempt_dir=attempt_dir,
             log_path=attempt_dir / "stdout.log",
             working_dir=Path(proc["workingDir"]) if proc.get("workingDir") else None,
-            timeout=deadline,
+            timeout=min(limits) if limits else None,
             on_log=self.r.on_log,
         )
 
@@ -845,68 +849,62 @@ class _Run:
             if node.owner is not None:
                 node.owner.active -= 1
         node.exit_code = outcome.exit_code
-        node.result = outcome.stdout.strip() if spec is not None else None
+        node.result = result_of(outcome.stdout) if spec is not None else None
         phase, message = outcome.phase, outcome.message
-        outputs: dict[str, str] = {}
-        for pname, orig, priv, vf in node.body.get("_outputs", []) if spec is not None else []:
-            try:
-                outputs[pname] = Path(priv).read_text(encoding="utf-8", errors="replace").strip()
-            except OSError:
-                if "default" in vf:
-                    outputs[pname] = _str(vf["default"])
-                elif phase == SUCCEEDED:
-                    phase = ERROR
-                    message = (f"output parameter {pname!r}: {orig} was not written "
-                               f"(looked for the local file {priv})")
-        node.outputs = outputs
+        if spec is not None:
+            phase, message = self._collect_outputs(node, attempt, phase, message)
         if self.halted and spec is not None and spec.cancel.is_set() and phase != SUCCEEDED:
             message = f"{message} ({self.halted})"
-        if phase in (FAILED, ERROR) and not self.halted:
-            wait, why = self._retry_wait(node, phase, message)
-            if wait is not None:
-                node.phase = PENDING
-                node.message = f"attempt {attempt} {phase.lower()}: {message}; retrying"
-                now = time.time()
-                self.queue.append(_Queued(node, attempt + 1, now, not_before=now + wait))
-                self._emit("node-pending", node, attempt=attempt + 1)
+        now = time.time()
+        if phase in (FAILED, ERROR) and not self.halted and "retryStrategy" in node.body:
+            node.last_attempt = Attempt(attempt, phase, message, outcome.exit_code, node.created or now, now)
+            plan = plan_retry(node.body["retryStrategy"], node.last_attempt, node.first_created or now, now,
+                              self._scaled)
+            if plan.retry or plan.wait > 0:
+                self._schedule_retry(node, attempt, phase, message, plan, now)
                 return
-            if why:
-                message = f"{message}; {why}"
+            phase, message = self._retry_final(phase, message, plan)
         self._set_phase(node, phase, message)
 
-    def _retry_wait(self, node: _Node, phase: str, message: str) -> tuple[float | None, str]:
-        rs = node.body.get("retryStrategy")
-        if not rs:
-            return None, ""
-        policy = rs.get("retryPolicy", "OnFailure")
-        if policy == "Always":
-            ok = True
-        elif policy == "OnFailure":
-            ok = phase == FAILED
-        elif policy == "OnError":
-            ok = phase == ERROR
+    def _collect_outputs(self, node: _Node, attempt: int, phase: str, message: str) -> tuple[str, str]:
+        """Output parameters and artifacts of a finished attempt (executor.go SaveParameters, SaveArtifacts)."""
+        paths: PrivatePaths = node.body["_paths"]
+        outputs: dict[str, str] = {}
+        for pname, orig, vf in node.body.get("_outputs", []):
+            local = paths.local(orig)
+            try:
+                outputs[pname] = trim_output(local.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                if "default" in vf:
+                    outputs[pname] = trim_output(_str(vf["default"]))
+                elif phase == SUCCEEDED:
+                    phase, message = ERROR, (f"output parameter {pname!r}: {orig} was not written "
+                                             f"(looked for the local file {local})")
+        node.outputs = outputs
+        dest = self.r.workdir / "artifacts" / self.run_dir.name / node.id / f"attempt-{attempt}"
+        node.artifacts, problems = store_artifacts(node.body.get("_artifacts") or [], paths.local, dest)
+        if problems and phase == SUCCEEDED:
+            phase, message = ERROR, "; ".join(problems)
+        return phase, message
+
+    def _schedule_retry(self, node: _Node, attempt: int, phase: str, message: str, plan: RetryPlan,
+                        now: float) -> None:
+        """Queue the next attempt after the backoff, or hold the node Pending for the backoff Argo waits out
+        before it gives up; a retry's node is created after the backoff, so its timers start then."""
+        node.phase = PENDING
+        due = now + plan.wait
+        if plan.retry:
+            node.message = f"attempt {attempt} {phase.lower()}: {message}; retrying"
+            node.exec_deadline = plan.deadline
+            self.queue.append(_Queued(node, attempt + 1, due, not_before=due))
+            self._emit("node-pending", node, attempt=attempt + 1)
         else:
-            pattern = (os.environ if self.r.env is None else self.r.env).get("TRANSIENT_ERROR_PATTERN")
-            ok = phase == ERROR and bool(_TRANSIENT.search(message) or (pattern and re.search(pattern, message)))
-        if not ok:
-            return None, ""
-        limit = rs.get("limit")
-        if limit is not None and node.attempts >= int(limit) + 1:
-            return None, f"no more retries left (limit {int(limit)})" if int(limit) else ""
-        backoff = rs.get("backoff") or {}
-        if not backoff:
-            return 0.0, ""
-        wait = self._scaled(backoff["duration"], "retryStrategy.backoff.duration")
-        factor = backoff.get("factor")
-        if factor is not None and int(factor) > 0:
-            wait *= int(factor) ** (node.attempts - 1)
-        if backoff.get("cap"):
-            wait = min(wait, self._scaled(backoff["cap"], "retryStrategy.backoff.cap"))
-        if backoff.get("maxDuration"):
-            max_d = self._scaled(backoff["maxDuration"], "retryStrategy.backoff.maxDuration")
-            elapsed = time.time() - (node.started or time.time())
-            if elapsed >= max_d:
-                return None, "max duration limit exceeded"
-            if elapsed + wait > max_d:
-                return None, "backoff would exceed max duration limit"
-        return wait, ""
+            node.message = f"attempt {attempt} {phase.lower()}: {message}; backing off"
+            final = self._retry_final(phase, message, plan)
+            self.queue.append(_Queued(node, attempt, due, not_before=due, final=final))
+
+    @staticmethod
+    def _retry_final(phase: str, message: str, plan: RetryPlan) -> tuple[str, str]:
+        if plan.error:
+            return ERROR, f"{message}; {plan.message}"
+        return phase, message if plan.message in ("", message) else f"{message}; {plan.message}"

@@ -3,12 +3,19 @@
 Everything the local runner does not implement is refused here, before any process
 starts, with the path of the offending field (``spec.templates[x].container.lifecycle``).
 The allow-lists below are deliberately explicit and short.
+
+Fields that would change what a step sees but have no local meaning are refused, not ignored:
+``podSpecPatch``, and every volume other than an ``emptyDir`` mounted at ``/tmp`` (the pipeline's scratch
+volume; locally the step sees this machine's ``/tmp``, except that the folders holding its declared outputs
+are private to each attempt: :mod:`.paths`). Output artifacts are supported as :mod:`.artifacts` describes;
+any other artifact feature is refused.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +27,10 @@ from .expressions import (
     parse_depends,
     parse_duration,
 )
+from .exprlang import check as check_expression
 from .model import UnsupportedFeature, WorkflowError
 from .resources import capacity_problem, extended_requests
+from .retries import EXPRESSION_NAMES
 
 __all__ = ["prepare_workflow", "validate_workflow", "reachable_templates", "task_depends"]
 
@@ -29,28 +38,35 @@ __all__ = ["prepare_workflow", "validate_workflow", "reachable_templates", "task
 _SPEC_IGNORED = {
     "serviceAccountName", "automountServiceAccountToken", "podMetadata", "nodeSelector", "tolerations",
     "affinity", "priorityClassName", "schedulerName", "podGC", "ttlStrategy", "artifactRepositoryRef",
-    "workflowMetadata", "podSpecPatch", "archiveLogs", "securityContext", "imagePullSecrets", "volumes",
-    "hostNetwork",
+    "workflowMetadata", "archiveLogs", "securityContext", "imagePullSecrets", "hostNetwork",
 }
-_SPEC_KEYS = {"entrypoint", "arguments", "templates", "parallelism", "activeDeadlineSeconds"} | _SPEC_IGNORED
+_SPEC_KEYS = {"entrypoint", "arguments", "templates", "parallelism", "activeDeadlineSeconds", "volumes"} | _SPEC_IGNORED
 _TEMPLATE_IGNORED = {
-    "metadata", "podSpecPatch", "nodeSelector", "tolerations", "affinity", "priorityClassName",
-    "schedulerName", "securityContext", "serviceAccountName", "automountServiceAccountToken", "volumes",
+    "metadata", "nodeSelector", "tolerations", "affinity", "priorityClassName",
+    "schedulerName", "securityContext", "serviceAccountName", "automountServiceAccountToken",
 }
 _TEMPLATE_KEYS = {
     "name", "inputs", "outputs", "container", "script", "dag", "retryStrategy", "activeDeadlineSeconds",
-    "timeout", "parallelism",
+    "timeout", "parallelism", "volumes",
 } | _TEMPLATE_IGNORED
 _CONTAINER_KEYS = {"image", "command", "args", "env", "resources", "workingDir", "imagePullPolicy",
                    "securityContext", "volumeMounts", "name"}
 _SCRIPT_KEYS = _CONTAINER_KEYS | {"source"}
+# dag.failFast needs nothing of its own: in argo-workflows v4.1.2 (dag.go executeDAG / assessDAGPhase) a DAG keeps
+# creating tasks whose dependencies complete while any of its nodes runs, whatever failFast says, and then fails,
+# which is what the walker does (tests/test_argo_conformance.py). The template-level failFast (operator.go
+# checkParallelism: no new pods after a failed child) is not implemented, so it is refused (not in _TEMPLATE_KEYS).
 _DAG_KEYS = {"tasks", "failFast"}
 _TASK_KEYS = {"name", "template", "arguments", "dependencies", "depends", "withParam", "withItems", "when",
               "continueOn"}
-_RETRY_KEYS = {"limit", "retryPolicy", "backoff", "affinity"}
+_RETRY_KEYS = {"limit", "retryPolicy", "backoff", "affinity", "expression"}
 _BACKOFF_KEYS = {"duration", "factor", "maxDuration", "cap"}
 _RETRY_POLICIES = {"Always", "OnFailure", "OnError", "OnTransientError"}
 _PARAM_KEYS = {"name", "value", "default", "description", "enum"}
+_ARTIFACT_KEYS = {"name", "path", "optional", "archive"}
+#: The one volume mount with a local meaning: a scratch emptyDir at /tmp (workflows/pipeline.py's).
+SCRATCH_MOUNT = "/tmp"
+_NO_LOCAL_MEANING = "is not supported by the local runner (it changes what the step sees, which has no local meaning)"
 
 
 def _unsupported(path: str, what: str = "is not supported by the local runner") -> UnsupportedFeature:
@@ -188,9 +204,63 @@ def _check_int_or_duration(value: Any, path: str, duration: bool) -> None:
             raise WorkflowError(f"{path} must be an integer, got {value!r}") from None
 
 
+def _check_volumes(volumes: Any, path: str) -> set[str]:
+    """Names of the declared volumes; only emptyDir volumes are accepted."""
+    names: set[str] = set()
+    for i, vol in enumerate(_as_list(volumes, path)):
+        if not isinstance(vol, Mapping) or not vol.get("name"):
+            raise WorkflowError(f"{path}[{i}] needs a name")
+        vpath = f"{path}[{vol['name']}]"
+        for key in vol:
+            if key not in ("name", "emptyDir"):
+                raise _unsupported(f"{vpath}.{key}", f"{_NO_LOCAL_MEANING}; only an emptyDir volume mounted at "
+                                   f"{SCRATCH_MOUNT} is")
+        if "emptyDir" not in vol:
+            raise _unsupported(vpath, f"{_NO_LOCAL_MEANING}; only an emptyDir volume mounted at {SCRATCH_MOUNT} is")
+        _check_keys(vol["emptyDir"], {"medium", "sizeLimit"}, f"{vpath}.emptyDir")
+        names.add(str(vol["name"]))
+    return names
+
+
+def _check_mounts(mounts: Any, path: str, volumes: set[str]) -> None:
+    for j, mount in enumerate(_as_list(mounts, path)):
+        mpath = f"{path}[{mount.get('name', j) if isinstance(mount, Mapping) else j}]"
+        mount = _check_keys(mount, {"name", "mountPath"}, mpath)
+        if mount.get("name") not in volumes:
+            raise WorkflowError(f"{mpath}: no volume named {mount.get('name')!r} in spec.volumes or the "
+                                "template's volumes")
+        if posixpath.normpath(str(mount.get("mountPath") or "/")) != SCRATCH_MOUNT:
+            raise _unsupported(f"{mpath}.mountPath={mount.get('mountPath')!r}",
+                               f"{_NO_LOCAL_MEANING}; an emptyDir volume is only supported mounted at {SCRATCH_MOUNT}")
+
+
+def _check_output_artifacts(artifacts: Any, path: str) -> None:
+    names: set[str] = set()
+    for i, art in enumerate(_as_list(artifacts, path)):
+        if not isinstance(art, Mapping) or not art.get("name"):
+            raise WorkflowError(f"{path}[{i}] needs a name")
+        apath = f"{path}[{art['name']}]"
+        if art["name"] in names:
+            raise WorkflowError(f"{path}: duplicate artifact name {art['name']!r}")
+        names.add(art["name"])
+        art = _check_keys(art, _ARTIFACT_KEYS, apath)
+        if not art.get("path"):
+            raise WorkflowError(f"{apath}.path is required")
+        archive = _check_keys(art.get("archive"), {"none", "tar"}, f"{apath}.archive")
+        if len(archive) > 1:
+            raise WorkflowError(f"{apath}.archive: choose one of none, tar")
+        _check_keys(archive.get("none"), set(), f"{apath}.archive.none")
+        tar = _check_keys(archive.get("tar"), {"compressionLevel"}, f"{apath}.archive.tar")
+        level = tar.get("compressionLevel")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not -1 <= level <= 9):
+            raise WorkflowError(f"{apath}.archive.tar.compressionLevel must be an integer from -1 to 9")
+
+
 def _check_container(tmpl: Mapping[str, Any], path: str, kind: str, secrets: Mapping[tuple[str, str], str],
-                     capacity: Mapping[str, float], reachable: bool) -> None:
+                     capacity: Mapping[str, float], reachable: bool, volumes: set[str] = frozenset()) -> None:
     body = _check_keys(tmpl[kind], _SCRIPT_KEYS if kind == "script" else _CONTAINER_KEYS, f"{path}.{kind}")
+    _check_mounts(body.get("volumeMounts"), f"{path}.{kind}.volumeMounts", volumes | _check_volumes(
+        tmpl.get("volumes"), f"{path}.volumes"))
     if not body.get("command"):
         raise _unsupported(
             f"{path}.{kind}.command", "is required by the local runner (image entrypoints are unknown locally)"
@@ -229,8 +299,13 @@ def _check_retry(retry: Any, path: str) -> None:
     for key in ("duration", "maxDuration", "cap"):
         _check_int_or_duration(backoff.get(key), f"{path}.backoff.{key}", duration=True)
     _check_int_or_duration(backoff.get("factor"), f"{path}.backoff.factor", duration=False)
-    if backoff and not backoff.get("duration"):
+    if retry.get("backoff") is not None and not backoff.get("duration"):  # Argo: "no base duration specified"
         raise WorkflowError(f"{path}.backoff.duration is required")
+    if retry.get("expression"):
+        try:  # {{...}} tags are resolved before Argo evaluates it: any value stands in for them here
+            check_expression(TAG.sub("0", str(retry["expression"])), EXPRESSION_NAMES)
+        except (UnsupportedFeature, WorkflowError) as exc:
+            raise type(exc)(f"{path}.expression: {exc}") from None
 
 
 def _check_dag(tmpl: Mapping[str, Any], path: str, templates: Mapping[str, Any]) -> None:
@@ -304,7 +379,14 @@ def validate_workflow(
     """Raise UnsupportedFeature/WorkflowError for anything the local runner cannot run as written."""
     capacity = capacity or {}
     secrets = secrets or {}
+    for where, obj in [("spec", wf.get("spec") or {})] + [
+        (f"spec.templates[{t.get('name')}]", t) for t in ((wf.get("spec") or {}).get("templates") or [])
+        if isinstance(t, Mapping)
+    ]:
+        if "podSpecPatch" in obj:
+            raise _unsupported(f"{where}.podSpecPatch", _NO_LOCAL_MEANING)
     spec = _check_keys(wf.get("spec"), _SPEC_KEYS, "spec")
+    volumes = _check_volumes(spec.get("volumes"), "spec.volumes")
     if spec.get("hostNetwork"):
         raise _unsupported("spec.hostNetwork=true")
     _check_expression_tags(spec, "spec")
@@ -342,7 +424,9 @@ def validate_workflow(
         kind = kinds[0]
         inputs = _check_keys(tmpl.get("inputs"), {"parameters"}, f"{path}.inputs")
         _check_params(inputs.get("parameters"), f"{path}.inputs.parameters")
-        outputs = _check_keys(tmpl.get("outputs"), {"parameters"}, f"{path}.outputs")
+        outputs = _check_keys(tmpl.get("outputs"), {"parameters"} if kind == "dag" else {"parameters", "artifacts"},
+                              f"{path}.outputs")
+        _check_output_artifacts(outputs.get("artifacts"), f"{path}.outputs.artifacts")
         for p in _check_params(outputs.get("parameters"), f"{path}.outputs.parameters", {"valueFrom"}):
             ppath = f"{path}.outputs.parameters[{p['name']}]"
             vf = _check_keys(p.get("valueFrom"), {"path", "default"} if kind != "dag" else {"parameter", "default"},
@@ -359,6 +443,7 @@ def validate_workflow(
         _check_int_or_duration(tmpl.get("activeDeadlineSeconds"), f"{path}.activeDeadlineSeconds", duration=False)
         _check_int_or_duration(tmpl.get("parallelism"), f"{path}.parallelism", duration=False)
         if kind == "dag":
+            _check_volumes(tmpl.get("volumes"), f"{path}.volumes")
             _check_dag(tmpl, path, templates)
         else:
-            _check_container(tmpl, path, kind, secrets, capacity, name in reachable)
+            _check_container(tmpl, path, kind, secrets, capacity, name in reachable, volumes)

@@ -52,10 +52,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The accelerator resource name Kueue counts. Kueue builds its Workload from the pod as stored, i.e. after the DAS
-webhook renamed the limit: nvidia.com/mig-<profile> -> mig.das.com/<profile>, any other nvidia.com/<x> ->
-mig.das.com/<x>. Without DAS it is the limit name itself. kueue.clusterQueue.quota.acceleratorResource overrides it.
-OPEN QUESTION (not verified on a cluster): check `kubectl get workload -o yaml` podSets once.
+The accelerator resource name Kueue counts. The DAS mutating webhook rewrites every container's limit
+nvidia.com/mig-<profile> -> mig.das.com/<profile> (any other nvidia.com/<x> -> mig.das.com/<x>) and writes it into
+requests too (openshift/instaslice-operator next@9f4fc07 pkg/webhook/webhook.go mutatePod); Kueue builds the
+Workload from the stored pod's spec (kubernetes-sigs/kueue v0.19.2 pkg/controller/jobs/pod/pod_controller.go
+constructPodSet), so it sees mig.das.com/<profile>. Without DAS it is the limit name itself.
+kueue.clusterQueue.quota.acceleratorResource overrides it (e.g. a future DAS that counts gpu.das.openshift.io/mem).
 workflows/chart.py (`quota_resource_name`) mirrors this logic for the tests.
 */}}
 {{- define "kubescribe.quotaResource" -}}
@@ -70,6 +72,17 @@ workflows/chart.py (`quota_resource_name`) mirrors this logic for the tests.
 {{- else }}
 {{- $acc }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when the report step publishes report.json / summary.md as Argo output artifacts (empty: not). They need an
+artifact repository: pipeline.reportArtifacts null follows artifactRepository.enabled (this chart's ConfigMap);
+true also suits a controller-wide default repository. workflows/chart.py (`report_artifacts_enabled`) mirrors it.
+*/}}
+{{- define "kubescribe.reportArtifacts" -}}
+{{- if kindIs "bool" .Values.pipeline.reportArtifacts }}
+{{- if .Values.pipeline.reportArtifacts }}true{{ end }}
+{{- else if .Values.artifactRepository.enabled }}true{{ end }}
 {{- end }}
 
 {{/* host:port of the S3 endpoint for Argo's artifact repository (Argo wants no scheme). */}}
