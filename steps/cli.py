@@ -1,8 +1,10 @@
 """``kubescribe-step``: the entrypoint of every workflow pod (and of every local runner task).
 
 Exit codes: 0 the step did its work (individual files may have failed; they are recorded), 1 the report found
-failed files, 2 an infrastructure or usage error (store, model, endpoint) that Argo may retry. Expected
-failures print one clear line, never a traceback.
+failed files, 2 an infrastructure error (store or endpoint unreachable) that Argo retries, 3 a usage or
+configuration error (bad arguments, store URL, bucket, credentials, model) that no retry can fix. The pipeline's
+retry expression (workflows/pipeline.py) keys on exactly this. Expected failures print one clear line, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -129,8 +131,14 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 1 if t["failed"] else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2, which the pipeline would retry: usage errors are final
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubescribe-step", description=__doc__.split("\n")[0])
+    p = _Parser(prog="kubescribe-step", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -185,18 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_RETRYABLE = 2
+EXIT_CONFIG = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     from steps.audio import AudioError
     from steps.llm import LLMError
     from steps.models import ModelError
-    from steps.store import StoreError
+    from steps.store import StoreConfigError, StoreError
 
     logging.basicConfig(level=os.environ.get("KUBESCRIBE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (StoreError, AudioError, ModelError, LLMError, ValueError) as e:
+    except (StoreConfigError, ModelError, LLMError, ValueError) as e:
+        say(f"error: {e} (a configuration error: not retried)", file=sys.stderr)
+        return EXIT_CONFIG
+    except (StoreError, AudioError) as e:
         say(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_RETRYABLE
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,11 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["Obj", "ObjectError", "Store", "LocalStore", "S3Store", "StoreError", "open_store", "s3_settings_from_env"]
+__all__ = ["Obj", "ObjectError", "Store", "LocalStore", "S3Store", "StoreConfigError", "StoreError", "open_store",
+           "s3_settings_from_env"]
 
 
 class StoreError(RuntimeError):
     """A store could not be reached or an object could not be read/written; the message names both."""
+
+
+class StoreConfigError(StoreError):
+    """The store is misconfigured (bad URL, missing bucket or folder, rejected credentials): retrying the same
+    step cannot help, unlike an outage."""
 
 
 class ObjectError(StoreError):
@@ -120,7 +126,7 @@ class LocalStore(Store):
             return
         if not base.is_dir():
             if not self.root.is_dir():
-                raise StoreError(f"input directory does not exist: {self.root}")
+                raise StoreConfigError(f"input directory does not exist: {self.root}")
             return
         found: list[Obj] = []
         for dirpath, dirnames, filenames in os.walk(base):
@@ -206,6 +212,11 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
+_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NotFound", "AccessDenied", "InvalidObjectState"})
+_CONFIG_CODES = frozenset({"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+                           "AccountProblem", "InvalidBucketName"})
+
+
 @dataclass(frozen=True)
 class S3Settings:
     endpoint: str  # scheme://host:port
@@ -238,14 +249,14 @@ class S3Store(Store):
 
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise StoreError(f"not an S3 URL (want s3://bucket/prefix): {url!r}")
+            raise StoreConfigError(f"not an S3 URL (want s3://bucket/prefix): {url!r}")
         self.url = url.rstrip("/")
         self.bucket = parsed.netloc
         self.prefix = _clean_key(parsed.path)
         self.settings = settings or s3_settings_from_env()
         ep = urlparse(self.settings.endpoint)
         if ep.scheme not in ("http", "https") or not ep.netloc:
-            raise StoreError(f"S3 endpoint must look like http(s)://host:port, got {self.settings.endpoint!r}")
+            raise StoreConfigError(f"S3 endpoint must look like http(s)://host:port, got {self.settings.endpoint!r}")
         # Few, short retries: an unreachable endpoint must fail in seconds with a clear message, not hang.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5, read=120),
@@ -273,11 +284,14 @@ class S3Store(Store):
         from minio.error import S3Error
 
         if isinstance(exc, S3Error):
-            # The service answered about this one object: a per-input problem, not an outage.
-            per_object = exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "AccessDenied", "InvalidObjectState")
-            return (ObjectError if per_object else StoreError)(
-                f"S3 {what} failed for {self.uri(key)}: {exc.code} ({exc.message})"
-            )
+            # The service answered: about this one object (a per-input problem), about the whole setup
+            # (credentials, bucket: a configuration error), or it is struggling (an outage, worth a retry).
+            kind = StoreError
+            if exc.code in _CONFIG_CODES or (what == "list" and exc.code == "AccessDenied"):
+                kind = StoreConfigError
+            elif exc.code in _OBJECT_CODES:
+                kind = ObjectError
+            return kind(f"S3 {what} failed for {self.uri(key)}: {exc.code} ({exc.message})")
         reason = str(exc).split("(Caused by")[-1].strip(" ()'\"") or type(exc).__name__
         return StoreError(
             f"S3 endpoint {self.settings.endpoint} unreachable during {what} of {self.uri(key)}: {reason}"
@@ -353,7 +367,7 @@ class S3Store(Store):
         except Exception as e:  # noqa: BLE001
             raise self._fail("bucket check", "", e) from None
         if not ok:
-            raise StoreError(f"S3 bucket {self.bucket!r} does not exist at {self.settings.endpoint}")
+            raise StoreConfigError(f"S3 bucket {self.bucket!r} does not exist at {self.settings.endpoint}")
 
 
 def open_store(url: str, s3: S3Settings | None = None) -> Store:
@@ -361,5 +375,5 @@ def open_store(url: str, s3: S3Settings | None = None) -> Store:
     if url.startswith("s3://"):
         return S3Store(url, s3)
     if "://" in url:
-        raise StoreError(f"unsupported store URL {url!r}: use a local directory or s3://bucket/prefix")
+        raise StoreConfigError(f"unsupported store URL {url!r}: use a local directory or s3://bucket/prefix")
     return LocalStore(url)

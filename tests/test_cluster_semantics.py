@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import helm_python
 import pytest
@@ -34,11 +33,13 @@ from workflows.pipeline import (
     OUTPUTS_DIR,
     REPORT_FILE,
     RESULT_FILE,
-    RETRY_EXIT_CODE,
     SUMMARY_FILE,
     build_workflow,
     build_workflow_template,
 )
+from steps.cli import EXIT_CONFIG, EXIT_RETRYABLE
+from workflows.local.durations import parse_duration
+from workflows.local.retries import Attempt, plan_retry
 from workflows.settings import PipelineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,38 +57,26 @@ def _scenario_values(path: Path) -> dict:
 # 1. Retries that actually retry
 
 
-def _argo_expression(expression: str, last_retry: SimpleNamespace) -> bool:
-    """Evaluate the small subset of Argo's expr language the templates use (==, !=, ||, &&, string literals)."""
-    assert re.fullmatch(r'[\w.\s"=!()|&-]+', expression), f"unexpected syntax in {expression!r}"
-    python = expression.replace("||", " or ").replace("&&", " and ")
-    return bool(eval(python, {"__builtins__": {}}, {"lastRetry": last_retry}))  # noqa: S307 - checked above
-
-
 def argo_retries(strategy: dict | None, phase: str, exit_code: str) -> bool:
-    """Whether Argo v4.1.2 starts another attempt after one that ended in ``phase`` (limit not yet reached).
-
-    operator.go processNodeRetries: the policy decides first (Always: Failed and Error; OnFailure: Failed; OnError:
-    Error), then ``expression`` with ``lastRetry.exitCode`` as a string ("-1" without one) and ``lastRetry.status``
-    the phase (buildRetryStrategyLocalScope). The default policy with an expression is Always (docs/retries.md).
-    """
+    """Whether Argo v4.1.2 starts another attempt after one that ended in ``phase`` (limit not yet reached), as
+    decided by the local runner's port of operator.go processNodeRetries (workflows/local/retries.py, one owner
+    of those semantics, with its own conformance tests)."""
     if not strategy:
         return False
-    policy = strategy.get("retryPolicy") or ("Always" if strategy.get("expression") else "OnFailure")
-    on_failed = policy in ("Always", "OnFailure")
-    on_error = policy in ("Always", "OnError")
-    if (phase == "Failed" and not on_failed) or (phase == "Error" and not on_error):
-        return False
-    if strategy.get("expression"):
-        return _argo_expression(strategy["expression"], SimpleNamespace(exitCode=exit_code, status=phase))
-    return True
+    last = Attempt(number=1, phase=phase, message="", exit_code=None if exit_code == "-1" else int(exit_code),
+                   created=0.0, finished=1.0)
+    decision = {k: v for k, v in strategy.items() if k != "limit"}  # the limit only caps how often
+    return plan_retry(decision, last, first_created=0.0, now=1.0, seconds=lambda v, _: parse_duration(v)).retry
 
 
 # (template, phase of the failed attempt, lastRetry.exitCode, retried?)
 RETRY_CASES = [
-    # steps/cli.py: exit 2 = infrastructure error (store, model, endpoint) that Argo may retry
+    # steps/cli.py: exit 2 = infrastructure error (store or endpoint unreachable) that Argo retries
     ("plan", "Failed", "2", True),
     ("summarize", "Failed", "2", True),
-    # a real failure is final
+    # a usage or configuration error (exit 3) and a real failure are final
+    ("plan", "Failed", "3", False),
+    ("summarize", "Failed", "3", False),
     ("plan", "Failed", "1", False),
     ("summarize", "Failed", "1", False),
     ("summarize", "Failed", "137", False),
@@ -111,12 +100,11 @@ def test_retry_decisions_follow_the_exit_code_contract(template, phase, exit_cod
 
 
 def test_the_retryable_exit_code_is_the_steps_contract():
-    doc = (ROOT / "steps" / "cli.py").read_text().split('"""')[1]
-    assert re.search(rf"\b{RETRY_EXIT_CODE} an infrastructure or usage error .* that Argo may retry", " ".join(doc.split()))
+    assert (EXIT_RETRYABLE, EXIT_CONFIG) == (2, 3)
     for name in ("plan", "summarize"):
         expression = _templates(build_workflow_template().to_dict())[name]["retryStrategy"]["expression"]
         # Argo passes the exit code as a string: comparing with the number 2 would never match.
-        assert f'lastRetry.exitCode == "{RETRY_EXIT_CODE}"' in expression
+        assert f'lastRetry.exitCode == "{EXIT_RETRYABLE}"' in expression
 
 
 def _no_max_duration(obj: dict) -> None:

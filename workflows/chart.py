@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workflows.das import das_resource_name
 from workflows.cron import build_cron_workflow
 from workflows.pipeline import build_workflow_template
 from workflows.render import to_yaml
@@ -384,18 +385,14 @@ def service_account_name(values: Mapping[str, Any], release_name: str) -> str:
 
 
 def quota_resource_name(values: Mapping[str, Any]) -> str | None:
-    """Mirror of ``kubescribe.quotaResource``: the accelerator name Kueue counts (None: CPU-only)."""
+    """Mirror of ``kubescribe.quotaResource`` (tested against it): the accelerator name Kueue counts (None: CPU-only)."""
     explicit = values["kueue"]["clusterQueue"]["quota"].get("acceleratorResource")
     acc = values["whisper"]["accelerator"]
     if explicit:
         return explicit
     if acc == "cpu":
         return None
-    if values["das"]["enabled"] and acc.startswith("nvidia.com/mig-"):
-        return "mig.das.com/" + acc.removeprefix("nvidia.com/mig-")
-    if values["das"]["enabled"] and acc.startswith("nvidia.com/"):
-        return "mig.das.com/" + acc.removeprefix("nvidia.com/")
-    return acc
+    return das_resource_name(acc) if values["das"]["enabled"] else acc
 
 
 def report_artifacts_enabled(values: Mapping[str, Any]) -> bool:

@@ -33,6 +33,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from steps.urls import BASIC_AUTH_ENV
+from steps.cli import EXIT_RETRYABLE
 from workflows.settings import PipelineSettings
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -87,8 +88,7 @@ COMMON_ARGS = ["--output", _p("output"), "--run-id", "{{workflow.name}}"]
 #   attempt's deadline (opts.executionDeadline -> ARGO_DEADLINE in workflowpod.go getDeadline -> the executor's
 #   monitorDeadline kills the main container): a retry after a long queue wait would be killed at once. backoff.cap
 #   only bounds the wait between attempts.
-RETRY_EXIT_CODE = 2  # steps/cli.py: "2 an infrastructure or usage error (store, model, endpoint) that Argo may retry"
-RETRYABLE = f'lastRetry.status == "Error" || lastRetry.exitCode == "{RETRY_EXIT_CODE}"'
+RETRYABLE = f'lastRetry.status == "Error" || lastRetry.exitCode == "{EXIT_RETRYABLE}"'
 
 
 def _backoff() -> m.Backoff:
