@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.kubescribe-installed
 # llama.cpp compiles from source (~10 min on 2 cores): lean build, bounded jobs (unbounded -j needs ~9 GB RAM).
 LLAMA_ENV := CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" LLAMA_CPP_BUILD_JOBS=$${LLAMA_CPP_BUILD_JOBS:-2}
 
-.PHONY: help setup demo test render clean
+.PHONY: help setup demo test render chart chart-check clean images images-steps images-whisper test-images
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,5 +39,30 @@ test: $(STAMP)  ## run the test suite
 render: $(STAMP)  ## write the Argo manifests into rendered/
 	$(BIN)/kubescribe render --out rendered
 
-clean:  ## remove .venv and outputs
-	rm -rf $(VENV) demo-output rendered
+chart: $(STAMP)  ## regenerate the Helm chart's generated templates from the hera source (tools/chart.py)
+	$(BIN)/python -m tools.chart
+
+chart-check: $(STAMP)  ## fail if the chart's generated templates differ from a fresh generation
+	$(BIN)/python -m tools.chart --check
+
+# Container images (images/README.md): podman builds them from the committed Dockerfiles, with a stand-in base made
+# from Debian packages where the pinned python image cannot be pulled. Needs root and Debian's podman, runc and
+# debootstrap; the script needs only python3. Facts and build logs go to build/images/.
+IMAGE_BUILD   := $(PYTHON) images/build.py
+WHISPER_TORCH ?= cpu
+IMAGE_ARGS    ?=
+
+images:  ## build both images (podman), record build/images/facts.json; WHISPER_TORCH=dockerfile for CUDA torch
+	$(IMAGE_BUILD) steps whisper --torch $(WHISPER_TORCH) $(IMAGE_ARGS)
+
+images-steps:  ## build the CPU steps image only (what CI builds and smoke-tests)
+	$(IMAGE_BUILD) steps $(IMAGE_ARGS)
+
+images-whisper:  ## build the Whisper image only (CPU-only torch unless WHISPER_TORCH=dockerfile)
+	$(IMAGE_BUILD) whisper --torch $(WHISPER_TORCH) $(IMAGE_ARGS)
+
+test-images: $(STAMP)  ## the image tests: structure, and smoke tests inside the images that are built
+	$(BIN)/pytest -q tests/test_images.py tests/test_images_run.py
+
+clean:  ## remove .venv and outputs (built images stay in podman's storage: podman rmi)
+	rm -rf $(VENV) demo-output rendered build/images

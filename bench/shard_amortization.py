@@ -22,7 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from steps.plan import Plan, make_plan, write_plan  # noqa: E402
+from steps.plan import make_plan  # noqa: E402
+from steps.records import Plan  # noqa: E402
+from steps.runstate import write_plan  # noqa: E402
 from steps.store import LocalStore  # noqa: E402
 
 CLIPS = [ROOT / "samples" / "jfk.flac", *sorted((ROOT / "tests" / "fixtures" / "speech").glob("*.[wfmo]*[vcg3]"))]

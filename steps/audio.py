@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from steps.defaults import VAD_FRAME_S, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S, VAD_THRESHOLD_DBFS
+
 SAMPLE_RATE = 16000  # whisper's input rate
 HOP_LENGTH = 160  # samples per whisper mel frame (10 ms)
 
@@ -196,11 +198,11 @@ def frame_dbfs(audio: np.ndarray, frame: int) -> np.ndarray:
 
 def speech_regions(
     audio: np.ndarray,
-    threshold_dbfs: float = -50.0,
-    frame_s: float = 0.03,
-    min_gap_s: float = 1.0,
-    pad_s: float = 0.25,
-    min_speech_s: float = 0.2,
+    threshold_dbfs: float = VAD_THRESHOLD_DBFS,
+    frame_s: float = VAD_FRAME_S,
+    min_gap_s: float = VAD_MIN_GAP_S,
+    pad_s: float = VAD_PAD_S,
+    min_speech_s: float = VAD_MIN_SPEECH_S,
 ) -> list[tuple[float, float]]:
     """Spans (seconds) whose energy rises above ``threshold_dbfs``: a deliberately simple energy gate.
 
@@ -211,6 +213,9 @@ def speech_regions(
     No span ends past the last whole mel frame of the audio: whisper rounds a clip end to frames, and an end one
     frame past the content leaves it an empty chunk that never advances (an endless loop on any recording whose
     speech runs to its very end, e.g. one cut mid-word).
+
+    The transcribe step passes every threshold from ``TranscribeOptions``, so they are part of the transcript
+    cache key; the defaults (``steps/defaults.py``) serve tools and tests.
     """
     frame = max(1, int(frame_s * SAMPLE_RATE))
     loud = frame_dbfs(audio, frame) > threshold_dbfs

@@ -19,6 +19,8 @@ from pathlib import Path
 from steps import layout
 from steps.deadlines import (DEFAULT_BUSY_WAIT_S, DEFAULT_FIRST_TOKEN_TIMEOUT_S, DEFAULT_IDLE_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S,
                              DEFAULT_SUMMARIZE_BUDGET_S)
+from steps.defaults import (BEAM_SIZE, CONTEXT_TOKENS, ENGINE_CPU, ENGINE_GPU, MAX_OUTPUT_TOKENS, MAX_SHARDS, SHARD_SECONDS,
+                            SUMMARIZE_CONCURRENCY, VAD_METHOD)
 
 
 def say(text: str, file=None, flush: bool = True) -> None:
@@ -36,7 +38,8 @@ def _write_output(path: str | None, value: str) -> None:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from steps.plan import make_plan, write_plan
+    from steps.plan import make_plan
+    from steps.runstate import write_plan
     from steps.store import open_store
 
     output_store = open_store(a.output)
@@ -56,9 +59,12 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(a: argparse.Namespace) -> int:
-    from steps.transcribe import TranscribeOptions, run_shard
+    from steps.transcribe import TranscribeOptions, _pick_device, run_shard
 
-    options = TranscribeOptions(language=a.language or None, beam_size=a.beam_size, best_of=a.beam_size, vad=not a.no_vad)
+    device = _pick_device(a.device)
+    engine = a.engine if a.engine != "auto" else ENGINE_GPU if device == "cuda" else ENGINE_CPU
+    options = TranscribeOptions(language=a.language or None, beam_size=a.beam_size, best_of=a.beam_size, vad=not a.no_vad,
+                                vad_method=a.vad_method, engine=engine)
 
     def progress(r) -> None:
         if r.status == "succeeded":
@@ -67,9 +73,10 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
         else:
             say(f"FAILED  {r.error}", flush=True)
 
-    result = run_shard(a.output, a.run_id, a.shard, a.model, options, device=a.device, threads=a.threads, progress=progress)
+    result = run_shard(a.output, a.run_id, a.shard, a.model, options, device=device, threads=a.threads, progress=progress,
+                       batch_size=a.batch_size)
     failed = sum(r.status != "succeeded" for r in result.files)
-    say(f"shard {a.shard}: {len(result.files) - failed} succeeded, {failed} failed on {result.device}")
+    say(f"shard {a.shard}: {len(result.files) - failed} succeeded, {failed} failed on {result.device} ({engine} engine)")
     return 0
 
 
@@ -120,13 +127,14 @@ def cmd_report(a: argparse.Namespace) -> int:
     report = run_step(a.output, a.run_id)
     if a.artifacts_dir:  # what the Argo UI shows: report.json and summary.md as artifacts, the line as a parameter
         store = open_store(a.output)
-        _write_output(f"{a.artifacts_dir}/report.json", json.dumps(report, indent=2) + "\n")
-        _write_output(f"{a.artifacts_dir}/summary.md", markdown_summary(report, store.uri))
-        _write_output(f"{a.artifacts_dir}/result.txt", one_line(report))
-    t = report["totals"]
-    for f in report["files"]:
-        if f["status"] != "succeeded":
-            say(f"FAILED  {f['error']}")
+        data = report.to_dict()
+        _write_output(f"{a.artifacts_dir}/report.json", report.to_json())
+        _write_output(f"{a.artifacts_dir}/summary.md", markdown_summary(data, store.uri))
+        _write_output(f"{a.artifacts_dir}/result.txt", one_line(data))
+    t = report.totals
+    for f in report.files:
+        if f.status != "succeeded":
+            say(f"FAILED  {f.error}")
     say(f"{t['succeeded']}/{t['files']} file(s) succeeded; report: {layout.REPORT}")
     return 1 if t["failed"] else 0
 
@@ -138,6 +146,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from steps.models import DEFAULT_MODEL
+
     p = _Parser(prog="kubescribe-step", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -148,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plan", help="list audio, probe durations, write the shard plan")
     common(sp)
     sp.add_argument("--input", required=True, help="input store: a directory or s3://bucket/prefix")
-    sp.add_argument("--shard-seconds", type=float, default=1800, help="target audio seconds per shard")
-    sp.add_argument("--max-shards", type=int, default=64)
+    sp.add_argument("--shard-seconds", type=float, default=SHARD_SECONDS, help="target audio seconds per shard")
+    sp.add_argument("--max-shards", type=int, default=MAX_SHARDS)
     sp.add_argument("--only-new", default="false", choices=["true", "false"],
                     help="skip inputs whose (key, size, etag) already have finished outputs")
     sp.add_argument("--shards-file", help="write the JSON list of shard numbers here (an Argo output parameter)")
@@ -158,12 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("transcribe", help="transcribe one shard of the plan")
     common(sp)
     sp.add_argument("--shard", type=int, required=True)
-    sp.add_argument("--model", default="tiny.en", help="whisper name, checkpoint path, or CTranslate2 dir")
+    sp.add_argument("--model", default=DEFAULT_MODEL, help="whisper name, checkpoint path, or CTranslate2 dir")
     sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     sp.add_argument("--language", default=None)
-    sp.add_argument("--beam-size", type=int, default=5)
+    sp.add_argument("--beam-size", type=int, default=BEAM_SIZE)
     sp.add_argument("--no-vad", action="store_true", help="decode the whole file, silence included")
+    sp.add_argument("--vad-method", default=VAD_METHOD, choices=["energy", "silero"],
+                    help="speech segmenter: a level gate, or the Silero VAD model")
+    sp.add_argument("--engine", default="auto", choices=["auto", "batched", "sequential"],
+                    help=f"batched: chunks of all files of the shard decoded together; sequential: file by file "
+                         f"(auto: {ENGINE_GPU} on CUDA, {ENGINE_CPU} on the CPU)")
+    sp.add_argument("--batch-size", type=int, default=0, help="chunks per batch for the batched engine "
+                    "(0: from free device memory on CUDA, 8 on the CPU)")
     sp.set_defaults(fn=cmd_transcribe)
 
     sp = sub.add_parser("summarize", help="summarize every finished transcript through an OpenAI-compatible endpoint")
@@ -171,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--llm-url", required=True)
     sp.add_argument("--llm-model", required=True)
     sp.add_argument("--objective", default="", help="x-gateway-inference-objective header (llm-d priority)")
-    sp.add_argument("--concurrency", type=int, default=4)
-    sp.add_argument("--context-tokens", type=int, default=8192)
-    sp.add_argument("--max-output-tokens", type=int, default=512)
+    sp.add_argument("--concurrency", type=int, default=SUMMARIZE_CONCURRENCY)
+    sp.add_argument("--context-tokens", type=int, default=CONTEXT_TOKENS)
+    sp.add_argument("--max-output-tokens", type=int, default=MAX_OUTPUT_TOKENS)
     sp.add_argument("--first-token-timeout", type=float, default=DEFAULT_FIRST_TOKEN_TIMEOUT_S, metavar="S",
                     help="seconds to the first generated token, per attempt (keep-alives do not count)")
     sp.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_READ_TIMEOUT_S, metavar="S",

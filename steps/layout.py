@@ -3,7 +3,7 @@
 ```
 report.json                                  the run report (the output contract)
 transcripts/<stem>.{txt,srt,vtt,json}        whisper's own writers
-summaries/<stem>.md                          LLM summary
+summaries/<stem>.{json,md}                   LLM summary: structured (README "Summary JSON") and rendered
 .kubescribe/runs/<run-id>/plan.json          the shard plan (too big for an Argo parameter at 10k files)
 .kubescribe/runs/<run-id>/transcribe/<n>.json  per-shard results
 .kubescribe/runs/<run-id>/summarize.json     summarize results
@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import PurePosixPath
 
 TRANSCRIPT_FORMATS = ("txt", "srt", "vtt", "json")
-SUMMARY_FORMATS = ("md",)
+SUMMARY_FORMATS = ("md", "json")
 # Longest name component we write: below NAME_MAX (255 bytes) with room for ".json" and the ".<name>.XXXX.tmp"
 # of an atomic write.
 _MAX_COMPONENT_BYTES = 180
@@ -58,6 +58,10 @@ def transcripts(stem: str) -> dict[str, str]:
 
 def summary(stem: str) -> str:
     return f"summaries/{stem}.md"
+
+
+def summary_json(stem: str) -> str:
+    return f"summaries/{stem}.json"
 
 
 def transcript_marker(cache_key: str) -> str:

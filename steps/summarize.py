@@ -1,50 +1,42 @@
 """The summarize step: the fan-in that sends each finished transcript to the LLM gateway.
 
-Work avoidance mirrors transcription: a summary is keyed by (transcript text, model, prompt version, generation
-settings), so re-runs only summarize new or changed transcripts. Per-file LLM failures are recorded, never
-raised: transcripts already made are kept, and the report names what failed. The step has a budget
-(``LLMSettings.budget_s``): files not summarized when it runs out fail alone, the others are kept.
+Each summary is written twice: ``summaries/<name>.json``, the structured document (README, "Summary JSON":
+fields, answer format, confidence, grounding flags), and ``summaries/<name>.md``, its rendering. Work avoidance
+mirrors transcription (``steps/markers.py``): a summary is keyed by (transcript text, model, prompt version,
+generation settings), so re-runs only summarize new or changed transcripts, and a cached summary is proven, not
+assumed: the marker holds both texts and both outputs are rewritten from it unless they hold exactly them. Per-file LLM failures are recorded, never raised: transcripts already made are kept, and
+the report names what failed. The step has a budget (``LLMSettings.budget_s``): files not summarized when it
+runs out fail alone, the others are kept.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict
 
 from steps import layout
-from steps.plan import read_plan
-from steps.report import SummaryRecord, read_shard_results, transcripts_by_input
-from steps.store import ObjectError, open_store
-from steps.digests import text_digest
-from steps.urls import redact_url
 from steps.deadlines import Deadline
 from steps.llm import (PROMPT_VERSION, BudgetExhausted, LLMClient, LLMError, LLMSettings, Summary, step_budget,
                        summarize_all)
+from steps.markers import read_marker, summary_key, write_marker, write_outputs
+from steps.records import Status, SummarizeResult, SummaryRecord, transcripts_by_input
+from steps.runstate import read_plan, read_shard_results, write_summarize_result
+from steps.store import open_store
+from steps.urls import redact_url
+
+_MARKDOWN = "text/markdown; charset=utf-8"
+_JSON = "application/json"
 
 
-def summary_cache_key(transcript: str, settings: LLMSettings) -> str:
-    blob = json.dumps(
-        {
-            "prompt": PROMPT_VERSION,
-            "model": settings.model,
-            "max_output_tokens": settings.max_output_tokens,
-            "temperature": settings.temperature,
-            "context_tokens": settings.context_tokens,
-            "transcript": hashlib.sha256(transcript.encode()).hexdigest(),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
+def _outputs(stem: str, markdown: str, document: str) -> dict[str, tuple[str, str, str]]:
+    return {"md": (layout.summary(stem), markdown, _MARKDOWN), "json": (layout.summary_json(stem), document, _JSON)}
 
 
-def _current_digest(store, key: str) -> str | None:
-    try:
-        return text_digest(store.read_text(key)) if store.exists(key) else None
-    except (ObjectError, UnicodeDecodeError):
-        return None
+def _record(name: str, stem: str, digests: dict[str, str], metrics: dict | None, cached: bool) -> SummaryRecord:
+    return SummaryRecord(input=name, status=Status.SUCCEEDED, output=layout.summary(stem), cached=cached,
+                         metrics=metrics, digest=digests["md"], json_output=layout.summary_json(stem),
+                         json_digest=digests["json"])
 
 
 def describe_waits(settings: LLMSettings, pending: int, cached: int) -> str:
@@ -83,41 +75,36 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
     stems = {f.input: f.stem for f in plan.files}
     for f in plan.files:
         t = transcripts.get(f.input)
-        if t is None or t.status != "succeeded":
-            records[f.input] = SummaryRecord(input=f.input, status="skipped", error="no transcript")
+        if t is None or t.status != Status.SUCCEEDED:
+            records[f.input] = SummaryRecord(input=f.input, status=Status.SKIPPED, error="no transcript")
             continue
         text = store.read_text(t.outputs["txt"]).strip()
-        key = summary_cache_key(text, settings)
-        keys[f.input] = key
-        out = layout.summary(f.stem)
-        marker = layout.summary_marker(key)
-        cached = json.loads(store.read_text(marker)) if store.exists(marker) else None
-        if cached is not None and "text" in cached:
-            # Proven, not assumed: the output must hold the marker's text (it may be another input's, or gone).
-            digest = text_digest(cached["text"])
-            if _current_digest(store, out) != digest:
-                store.write_text(out, cached["text"], "text/markdown; charset=utf-8")
-            records[f.input] = SummaryRecord(input=f.input, status="succeeded", output=out, cached=True,
-                                             metrics=cached.get("metrics"), digest=digest)
+        keys[f.input] = summary_key(text, settings, PROMPT_VERSION)
+        marker = read_marker(store, layout.summary_marker(keys[f.input]), proof="json")
+        if marker is not None:
+            digests = write_outputs(store, _outputs(f.stem, marker["text"], marker["json"]), keep_identical=True)
+            records[f.input] = _record(f.input, f.stem, digests, marker.get("metrics"), cached=True)
         else:
             pending[f.input] = text
 
     def record(name: str, outcome: Summary | LLMError) -> None:
         """Persist each summary (output, then marker) as soon as it exists."""
         if isinstance(outcome, BudgetExhausted):
-            records[name] = SummaryRecord(input=name, status="failed", error=f"{name}: {outcome}")
+            records[name] = SummaryRecord(input=name, status=Status.FAILED, error=f"{name}: {outcome}")
         elif isinstance(outcome, LLMError):
-            records[name] = SummaryRecord(input=name, status="failed", error=f"{name}: summarization failed: {outcome}")
+            records[name] = SummaryRecord(input=name, status=Status.FAILED,
+                                          error=f"{name}: summarization failed: {outcome}")
         else:
-            out = layout.summary(stems[name])
             text = outcome.text.strip() + "\n"
-            store.write_text(out, text, "text/markdown; charset=utf-8")
+            doc = json.dumps(outcome.document, indent=1, ensure_ascii=False) + "\n"
+            digests = write_outputs(store, _outputs(stems[name], text, doc))
             metrics = outcome.to_dict()
             metrics.pop("text", None)
-            marker = {"input": name, "output": out, "metrics": metrics, "text": text}
-            store.write_text(layout.summary_marker(keys[name]), json.dumps(marker), "application/json")
-            records[name] = SummaryRecord(input=name, status="succeeded", output=out, metrics=metrics,
-                                          digest=text_digest(text))
+            metrics.pop("document", None)
+            write_marker(store, layout.summary_marker(keys[name]),
+                         {"input": name, "outputs": [layout.summary(stems[name]), layout.summary_json(stems[name])],
+                          "metrics": metrics, "text": text, "json": doc})
+            records[name] = _record(name, stems[name], digests, metrics, cached=False)
         if progress:
             progress(records[name])
 
@@ -134,13 +121,6 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
         summarize_all(settings, pending, on_result=record, budget=budget)
 
     ordered = [records[f.input] for f in plan.files]
-    store.write_text(
-        layout.summarize_result(run_id),
-        json.dumps(
-            {"url": redact_url(settings.url), "model": settings.model, "seconds": time.perf_counter() - t0,
-             "files": [asdict(r) for r in ordered]},
-            indent=1,
-        ),
-        "application/json",
-    )
+    write_summarize_result(store, run_id, SummarizeResult(files=ordered, url=redact_url(settings.url),
+                                                          model=settings.model, seconds=time.perf_counter() - t0))
     return ordered

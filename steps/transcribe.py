@@ -12,27 +12,25 @@ and ends, so a pod that dies names the file it was on and keeps what it finished
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from steps import layout
 from steps.audio import SAMPLE_RATE, AudioError, speech_regions, stream_audio
-from steps.digests import file_sha256, text_digest
-from steps.plan import PlannedFile, read_plan
+from steps.defaults import (BEAM_SIZE, ENGINE, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S,
+                            VAD_THRESHOLD_DBFS)
+from steps.markers import file_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.records import FileResult, PlannedFile, ShardResult, Status
+from steps.runstate import read_plan, write_shard_result
 from steps.store import ObjectError, Store, StoreError, open_store
 from steps.windows import merge_results, windows
 
 log = logging.getLogger("kubescribe.transcribe")
-
-# Bump when the output of an unchanged model and options changes (new post-processing, writer settings...).
-TRANSCRIBE_VERSION = "2"
 
 
 class DecodeStalled(RuntimeError):
@@ -44,7 +42,8 @@ class TranscribeOptions:
     """Decoding options. The defaults are the hallucination-safe ones users of Whisper expect.
 
     - ``condition_on_previous_text=False``: one bad segment cannot seed a repetition loop (WhisperX's default).
-    - ``vad=True``: an energy gate decodes only spans with sound; pure silence yields an empty transcript.
+    - ``vad=True``: an energy gate decodes only spans with sound; pure silence yields an empty transcript. Its
+      thresholds (``vad_*``, see ``steps.audio.speech_regions``) change transcripts, so they are options too.
     - ``hallucination_silence_threshold``: skip silent gaps longer than this inside speech (needs word
       timestamps, which the bundled checkpoint supports).
     - temperature fallback plus compression-ratio / log-prob / no-speech thresholds: whisper's own safeguards.
@@ -52,8 +51,8 @@ class TranscribeOptions:
 
     language: str | None = None  # None: detect (English-only models always use "en")
     task: str = "transcribe"
-    beam_size: int = 5
-    best_of: int = 5
+    beam_size: int = BEAM_SIZE
+    best_of: int = BEAM_SIZE
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     condition_on_previous_text: bool = False
     compression_ratio_threshold: float = 2.4
@@ -63,64 +62,29 @@ class TranscribeOptions:
     hallucination_silence_threshold: float | None = 2.0
     initial_prompt: str | None = None
     vad: bool = True
+    vad_threshold_dbfs: float = VAD_THRESHOLD_DBFS
+    vad_frame_s: float = VAD_FRAME_S
+    vad_min_gap_s: float = VAD_MIN_GAP_S
+    vad_pad_s: float = VAD_PAD_S
+    vad_min_speech_s: float = VAD_MIN_SPEECH_S
     max_audio_hours: float = 6.0
     window_s: float = 600.0  # audio per model.transcribe call: bounds memory whatever the file's length
+    vad_method: str = VAD_METHOD  # "energy" (level gate) or "silero" (neural VAD), see steps.vad
+    engine: str = ENGINE  # "sequential" (file by file) or "batched" (steps.batched); outputs may differ slightly
 
     def cache_fields(self) -> dict[str, Any]:
-        return asdict(self)
+        fields = asdict(self)
+        # Fields added after the first release are left out at the value that reproduces the old transcripts, so
+        # the cache keys of existing results do not change.
+        if fields["vad_method"] == "energy":
+            del fields["vad_method"]
+        if fields["engine"] == "sequential":
+            del fields["engine"]
+        return fields
 
 
-@dataclass
-class FileResult:
-    input: str
-    stem: str
-    status: str  # "succeeded" | "failed"
-    error: str | None = None
-    outputs: dict[str, str] = field(default_factory=dict)
-    sha256: str | None = None
-    duration_s: float | None = None
-    speech_s: float | None = None
-    language: str | None = None
-    seconds: float | None = None  # wall time spent decoding + transcribing
-    rtf: float | None = None  # seconds / duration_s
-    cached: bool = False
-    bad_input: bool = False  # the file itself is not usable audio: retrying the same bytes cannot help
-    digests: dict[str, str] = field(default_factory=dict)  # sha256 of each output as written: proof of ownership
-
-
-@dataclass
-class ShardResult:
-    run_id: str
-    shard: int
-    model: str
-    model_id: str
-    device: str
-    files: list[FileResult]
-    model_load_s: float | None = None
-    seconds: float = 0.0
-    complete: bool = True  # False while the shard runs: ``files`` holds those finished so far
-    current: str | None = None  # the input being transcribed when this was written
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> ShardResult:
-        d = json.loads(text)
-        d["files"] = [FileResult(**f) for f in d["files"]]
-        return cls(**d)
-
-
-def cache_key(audio_sha256: str, model_id: str, options: TranscribeOptions) -> str:
-    blob = json.dumps(
-        {"v": TRANSCRIBE_VERSION, "audio": audio_sha256, "model": model_id, "options": options.cache_fields()},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def render_outputs(result: dict[str, Any]) -> dict[str, str]:
-    """txt/srt/vtt/json text from a whisper result, through whisper's own ResultWriter classes."""
+def render_outputs(result: dict[str, Any], stem: str) -> dict[str, tuple[str, str, str]]:
+    """``{fmt: (key, text, content type)}`` of a whisper result, rendered by whisper's own ResultWriter classes."""
     from whisper.utils import WriteJSON, WriteSRT, WriteTXT, WriteVTT
 
     writer_options = {"max_line_width": None, "max_line_count": None, "highlight_words": False, "max_words_per_line": None}
@@ -128,7 +92,7 @@ def render_outputs(result: dict[str, Any]) -> dict[str, str]:
     for fmt, writer_cls in (("txt", WriteTXT), ("srt", WriteSRT), ("vtt", WriteVTT), ("json", WriteJSON)):
         buf = io.StringIO()
         writer_cls(".").write_result(result, buf, writer_options)
-        rendered[fmt] = buf.getvalue()
+        rendered[fmt] = (layout.transcript(stem, fmt), buf.getvalue(), _content_type(fmt))
     return rendered
 
 
@@ -203,7 +167,14 @@ class Transcriber:
             kwargs["hallucination_silence_threshold"] = o.hallucination_silence_threshold
         clips = 1
         if o.vad:
-            regions = speech_regions(audio)
+            if o.vad_method == "energy":
+                regions = speech_regions(audio, threshold_dbfs=o.vad_threshold_dbfs, frame_s=o.vad_frame_s,
+                                         min_gap_s=o.vad_min_gap_s, pad_s=o.vad_pad_s, min_speech_s=o.vad_min_speech_s)
+            else:
+                from steps.vad import regions as vad_regions
+
+                regions = vad_regions(audio, o.vad_method, threshold_dbfs=o.vad_threshold_dbfs, frame_s=o.vad_frame_s,
+                                      min_gap_s=o.vad_min_gap_s, pad_s=o.vad_pad_s, min_speech_s=o.vad_min_speech_s)
             if not regions:
                 return {"text": "", "segments": [], "language": language}
             kwargs["clip_timestamps"] = [t for span in regions for t in span]
@@ -258,7 +229,7 @@ def _pick_device(device: str) -> str:
 def transcribe_file(
     transcriber: Transcriber, input_store: Store, output_store: Store, f: PlannedFile
 ) -> FileResult:
-    res = FileResult(input=f.input, stem=f.stem, status="failed", duration_s=f.duration_s)
+    res = FileResult(input=f.input, stem=f.stem, status=Status.FAILED, duration_s=f.duration_s)
     expected = layout.transcripts(f.stem)
     t0 = time.perf_counter()
     try:
@@ -267,12 +238,13 @@ def transcribe_file(
                 res.sha256 = file_sha256(path)
             except OSError as e:
                 raise ObjectError(f"cannot be read: {e.strerror or e}") from None
-            marker_key = layout.transcript_marker(cache_key(res.sha256, transcriber.model_id, transcriber.options))
-            marker = json.loads(output_store.read_text(marker_key)) if output_store.exists(marker_key) else None
-            if marker is not None and "result" in marker:
+            key = transcript_key(res.sha256, transcriber.model_id, transcriber.options.cache_fields())
+            marker_key = layout.transcript_marker(key)
+            marker = read_marker(output_store, marker_key, proof="result")
+            if marker is not None:
                 res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
-                res.digests = _write_outputs(output_store, expected, marker["result"], only_if_different=True)
-                res.status, res.outputs, res.cached = "succeeded", expected, True
+                res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem), keep_identical=True)
+                res.status, res.outputs, res.cached = Status.SUCCEEDED, expected, True
                 return res
             samples = [0]
 
@@ -286,13 +258,13 @@ def transcribe_file(
         res.duration_s = samples[0] / SAMPLE_RATE
         res.language = result.get("language")
         res.speech_s = sum(s["end"] - s["start"] for s in result.get("segments", []))
-        res.digests = _write_outputs(output_store, expected, result)
+        res.digests = write_outputs(output_store, render_outputs(result, f.stem))
         res.seconds = time.perf_counter() - t0
         res.rtf = res.seconds / res.duration_s if res.duration_s else None
-        res.status, res.outputs = "succeeded", expected
+        res.status, res.outputs = Status.SUCCEEDED, expected
         marker = {k: getattr(res, k) for k in ("input", "sha256", "duration_s", "speech_s", "language")}
         marker.update(model=transcriber.model_spec, model_id=transcriber.model_id, digests=res.digests, result=result)
-        output_store.write_text(marker_key, json.dumps(marker), "application/json")
+        write_marker(output_store, marker_key, marker)
     except AudioError as e:
         res.error, res.bad_input = f"{f.input}: {e}", True
     except ObjectError as e:
@@ -309,25 +281,6 @@ def transcribe_file(
     return res
 
 
-def _write_outputs(
-    store: Store, keys: dict[str, str], result: dict[str, Any], only_if_different: bool = False
-) -> dict[str, str]:
-    """Write the rendered outputs of ``result`` at ``keys``; return their digests.
-
-    With ``only_if_different``, an output already holding exactly this text is left alone, and any other (a
-    stale one from another input of the same name, or a half-finished run) is replaced.
-    """
-    digests = {}
-    for fmt, text in render_outputs(result).items():
-        digests[fmt] = text_digest(text)
-        if only_if_different and store.exists(keys[fmt]):
-            with contextlib.suppress(ObjectError, UnicodeDecodeError):
-                if text_digest(store.read_text(keys[fmt])) == digests[fmt]:
-                    continue
-        store.write_text(keys[fmt], text, _content_type(fmt))
-    return digests
-
-
 def run_shard(
     output_url: str,
     run_id: str,
@@ -337,7 +290,10 @@ def run_shard(
     device: str = "auto",
     threads: int = 0,
     progress=None,
+    batch_size: int = 0,
 ) -> ShardResult:
+    """Transcribe shard ``shard`` of the run's plan with ``options.engine``; both engines write the same outputs
+    and markers, and record each file as it finishes."""
     options = options or TranscribeOptions()
     output_store = open_store(output_url)
     plan = read_plan(output_store, run_id)
@@ -353,8 +309,35 @@ def run_shard(
         shard_result.complete = current is None
         shard_result.model_load_s = transcriber.load_seconds
         shard_result.seconds = time.perf_counter() - t0
-        output_store.write_text(layout.shard_result(run_id, shard), shard_result.to_json(), "application/json")
+        write_shard_result(output_store, shard_result)
 
+    if options.engine == "batched":
+        from steps.batched import BatchedEngine
+
+        in_flight: list[str] = []
+
+        def started(f: PlannedFile) -> None:
+            in_flight.append(f.input)
+            save(current=in_flight[0])
+
+        def done(r: FileResult) -> None:
+            if r.input in in_flight:
+                in_flight.remove(r.input)
+            shard_result.files.append(r)
+            save(current=in_flight[0] if in_flight else shard_result.current or "")
+            if progress:
+                progress(r)
+
+        engine = BatchedEngine(transcriber, batch_size=batch_size)
+        engine.run(files, input_store, output_store, on_done=done, on_start=started)
+        order = {f.input: i for i, f in enumerate(files)}
+        shard_result.files.sort(key=lambda r: order.get(r.input, len(order)))
+        shard_result.batch_sizes = engine.batch_sizes
+        shard_result.warmup_s = engine.warmup_s
+        save(current=None)
+        return shard_result
+    if options.engine != "sequential":
+        raise ValueError(f"unknown engine {options.engine!r}: choose batched or sequential")
     for f in files:
         save(current=f.input)
         r = transcribe_file(transcriber, input_store, output_store, f)

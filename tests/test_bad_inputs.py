@@ -21,10 +21,12 @@ from minio import Minio
 
 from steps import layout
 from steps.audio import ffmpeg_exe, load_audio
-from steps.plan import make_plan, write_plan
-from steps.report import build_report, transcripts_by_input
+from steps.plan import make_plan
+from steps.records import FileResult, ShardResult, transcripts_by_input
+from steps.report import build_report
+from steps.runstate import write_plan
 from steps.store import LocalStore, open_store
-from steps.transcribe import FileResult, ShardResult, TranscribeOptions, run_shard
+from steps.transcribe import TranscribeOptions, run_shard
 from tests.conftest import FIXTURES, SAMPLES, make_bucket
 from tests.test_pipeline_local import check_contract, kubescribe
 
@@ -195,7 +197,7 @@ def test_a_shard_that_died_names_the_file_it_was_on_and_keeps_what_it_finished(t
     assert merged["a.wav"].status == "succeeded"
     assert "stopped while transcribing this file" in merged["b.wav"].error
     assert "stopped before reaching this file (while on b.wav)" in merged["c.wav"].error
-    files = {f["input"]: f for f in build_report(out, plan)["files"]}
+    files = {f["input"]: f for f in build_report(out, plan).to_dict()["files"]}
     assert set(files) == {"a.wav", "b.wav", "c.wav"}
 
 

@@ -21,14 +21,13 @@ import pytest
 import yaml
 
 from tests.schemas import validate as schema_validate
-from workflows.chart import (
-    CHART_DIR,
+from tools.chart import CHART_DIR, stale_chart_templates
+from tools.chart_values import (
     cron_from_values,
     effective_objective,
     fullname,
     quota_resource_name,
     settings_from_values,
-    stale_chart_templates,
 )
 from workflows.pipeline import PRIORITY_LABEL, QUEUE_LABEL, build_workflow_template
 from workflows.render import to_yaml
@@ -111,13 +110,13 @@ def _transcribe(r: Rendered) -> dict:
 
 def test_generated_templates_are_fresh():
     stale = stale_chart_templates()
-    assert not stale, "chart templates differ from a fresh hera render; run `kubescribe render --chart`:\n" + "\n".join(
+    assert not stale, "chart templates differ from a fresh hera render; run `make chart`:\n" + "\n".join(
         stale.values()
     )
 
 
 def test_generator_refuses_what_it_cannot_template():
-    from workflows.chart import Feature, Knob, _hunks, _merge, _replace_knobs
+    from tools.chart import Feature, Knob, _hunks, _merge, _replace_knobs
 
     knob = Knob("input", "zzhelm-input", ".Values.pipeline.input")
     assert _replace_knobs("value: 'zzhelm-input'\n", [knob]) == "value: {{ .Values.pipeline.input | quote }}\n"

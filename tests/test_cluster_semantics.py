@@ -27,7 +27,8 @@ import yaml
 
 from tests.schemas import validate as V
 from tests.test_chart import NAMESPACE, RELEASE, SCENARIO_FILES, _diff, _hera_workflowtemplate, chart, render  # noqa: F401
-from workflows.chart import CHART_DIR, report_artifacts_enabled
+from tools.chart import CHART_DIR
+from tools.chart_values import report_artifacts_enabled
 from workflows.cron import build_cron_workflow
 from workflows.pipeline import (
     OUTPUTS_DIR,

@@ -1,11 +1,11 @@
 """One owner each: the workflow pods' Role (workflows/rbac.py) and the DAS resource rename (workflows/das.py).
 
-* The chart's ``templates/rbac.yaml`` is generated from ``workflows.rbac`` (``kubescribe render --chart``); rendered by
+* The chart's ``templates/rbac.yaml`` is generated from ``workflows.rbac`` (``make chart``, tools/chart.py); rendered by
   Helm it gives the same Role and RoleBinding ``kubescribe templates install`` creates, and the rules are what
   argo-workflows v4.1.2 says the emissary executor needs (docs/workflow-rbac.md;
   manifests/quick-start/base/executor/emissary/executor-role.yaml), written out by hand below.
 * The chart's quota resource name (``_helpers.tpl`` ``kubescribe.quotaResource``, mirrored by
-  ``workflows.chart.quota_resource_name`` and checked against Helm in tests/test_chart.py) agrees with
+  ``tools.chart_values.quota_resource_name`` and checked against Helm in tests/test_chart.py) agrees with
   ``workflows.das.das_resource_name``, which follows the DAS webhook (openshift/instaslice-operator, branch next,
   pkg/webhook/webhook.go ``mutatePod``).
 """
@@ -18,8 +18,9 @@ import helm_python
 import pytest
 import yaml
 
+from tools.chart import CHART_DIR, RBAC_FILE, rbac_template
+from tools.chart_values import quota_resource_name
 from workflows import rbac
-from workflows.chart import CHART_DIR, quota_resource_name
 from workflows.das import das_resource_name, request_name
 
 NAMESPACE = "audio"
@@ -50,8 +51,8 @@ def test_rules_are_the_upstream_executor_minimum():
 
 
 def test_chart_rbac_yaml_is_generated_from_workflows_rbac():
-    assert (CHART_DIR / rbac.RBAC_FILE).read_text() == rbac.chart_template(), (
-        "charts/kubescribe/templates/rbac.yaml differs from workflows/rbac.py; run `kubescribe render --chart`")
+    assert (CHART_DIR / RBAC_FILE).read_text() == rbac_template(), (
+        "charts/kubescribe/templates/rbac.yaml differs from workflows/rbac.py; run `make chart`")
 
 
 @pytest.mark.parametrize("overrides,sa_name", [

@@ -1,4 +1,5 @@
-"""Golden files: workflows/pipeline.yaml and workflows/cron.yaml are the YAML of the modules' ``w`` objects.
+"""Golden files: workflows/pipeline.yaml and workflows/cron.yaml are the YAML of the builders' default objects
+(``build_workflow_template()``, ``build_cron_workflow()``; library modules build nothing at import time).
 
 Like hera's tests/test_examples.py: a change to the builders shows up as a reviewed diff of the committed YAML.
 Regenerate with ``KUBESCRIBE_REGENERATE=1 pytest tests/test_golden.py`` (never done when ``CI`` is set).
@@ -7,39 +8,39 @@ Both files are also validated against the Argo v4.1.2 JSON schema (strict: unkno
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.schemas import validate as schema_validate
+from workflows.cron import build_cron_workflow
+from workflows.pipeline import build_workflow_template
 from workflows.render import to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = [("workflows.pipeline", ROOT / "workflows" / "pipeline.yaml"), ("workflows.cron", ROOT / "workflows" / "cron.yaml")]
+GOLDEN = [(build_workflow_template, ROOT / "workflows" / "pipeline.yaml"),
+          (build_cron_workflow, ROOT / "workflows" / "cron.yaml")]
 REGENERATE = os.environ.get("KUBESCRIBE_REGENERATE") == "1" and not os.environ.get("CI")
 
 
-
-
-@pytest.mark.parametrize("module,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
-def test_golden_yaml(module: str, path: Path):
-    obj = importlib.import_module(module).w.to_dict()
+@pytest.mark.parametrize("build,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
+def test_golden_yaml(build: Callable, path: Path):
+    obj = build().to_dict()
     if REGENERATE:
         path.write_text(to_yaml(obj))
     assert path.exists(), f"{path.name} is missing: run KUBESCRIBE_REGENERATE=1 pytest {Path(__file__).name}"
     committed = yaml.safe_load(path.read_text())
     assert obj == committed, (
-        f"{module}.w differs from {path.relative_to(ROOT)}; if the change is intended, regenerate with "
+        f"{build.__module__}.{build.__name__}() differs from {path.relative_to(ROOT)}; if the change is intended, regenerate with "
         f"KUBESCRIBE_REGENERATE=1 pytest tests/test_golden.py and review the diff"
     )
 
 
-@pytest.mark.parametrize("module,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
-def test_golden_yaml_is_valid_argo(module: str, path: Path):
+@pytest.mark.parametrize("build,path", GOLDEN, ids=[p.name for _, p in GOLDEN])
+def test_golden_yaml_is_valid_argo(build: Callable, path: Path):
     validate = schema_validate
     obj = yaml.safe_load(path.read_text())
     errors = validate.validation_errors(obj, strict=True, argo_version="v4.1.2")

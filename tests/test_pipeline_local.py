@@ -48,7 +48,7 @@ def check_contract(report: dict, out_exists) -> dict[str, dict]:
     for f in report["files"]:
         assert f["status"] in ("succeeded", "failed")
         assert (f["error"] is None) == (f["status"] == "succeeded")
-        assert set(f["outputs"]) == {"txt", "srt", "vtt", "json", "summary"}
+        assert set(f["outputs"]) == {"txt", "srt", "vtt", "json", "summary", "summary_json"}
         for rel in filter(None, f["outputs"].values()):
             assert not rel.startswith("/") and out_exists(rel), rel
     return files

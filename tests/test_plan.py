@@ -9,7 +9,9 @@ import pytest
 
 from steps import layout
 from steps.layout import output_names
-from steps.plan import Plan, PlannedFile, balance, make_plan, read_plan, write_plan
+from steps.plan import balance, make_plan
+from steps.records import Plan, PlannedFile
+from steps.runstate import read_plan, write_plan
 from steps.store import LocalStore
 from tests.conftest import FIXTURES, SAMPLES
 

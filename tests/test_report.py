@@ -6,9 +6,11 @@ import json
 
 from steps import layout
 from steps.cli import main as step_main
-from steps.plan import Plan, PlannedFile, write_plan
+from steps.markers import is_processed, text_digest
+from steps.records import FileResult, Plan, PlannedFile, ShardResult, SummarizeResult, SummaryRecord
+from steps.report import run_step
+from steps.runstate import write_plan, write_summarize_result
 from steps.store import LocalStore
-from steps.transcribe import FileResult, ShardResult
 
 HOSTILE = "a|b [click](http://evil.example) <img src=x>\x1b[2J.wav"
 
@@ -52,3 +54,63 @@ def test_step_log_lines_show_escapes_instead_of_executing_them(tmp_path, capsys)
     step_main(["report", "--output", out.url, "--run-id", "r1"])
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\\x1b[2J.wav: not decodable audio" in printed
+
+
+def test_merge_rules_every_input_once_with_why_it_failed(tmp_path):
+    """A complete shard, a shard that stopped on a file, a shard that never reported, a failed summary, a missing
+    summary and a rejected entry: each input once, failed with its reason; only final outcomes are marked
+    processed (succeeded, or a bad file), never transient ones."""
+    out = LocalStore(tmp_path / "out")
+    names = ["a", "bad", "nosum", "c", "d", "e"]
+    files = [PlannedFile(i, f"{n}.wav", n, 100, 10.0, f"100:{i}") for i, n in enumerate(names)]
+    rejected = [{"input": "link.wav", "reason": "broken symbolic link", "fingerprint": "0:7"}]
+    write_plan(Plan("r1", "in", out.url, files, [[0, 1, 2], [3, 4], [5]], rejected=rejected), out)
+    ok = {n: FileResult(f"{n}.wav", n, "succeeded", outputs={"txt": f"transcripts/{n}.txt"}, duration_s=10.0,
+                        seconds=1.0) for n in ("a", "nosum", "c")}
+    for n in ok:
+        out.write_text(f"transcripts/{n}.txt", f"{n} text\n")
+    bad = FileResult("bad.wav", "bad", "failed", error="bad.wav: not decodable audio", bad_input=True)
+    out.write_text(layout.shard_result("r1", 0), ShardResult("r1", 0, "m", "id", "cpu", [ok["a"], bad, ok["nosum"]]).to_json())
+    partial = ShardResult("r1", 1, "m", "id", "cpu", [ok["c"]], complete=False, current="d.wav")
+    out.write_text(layout.shard_result("r1", 1), partial.to_json())  # shard 2 never reported
+    out.write_text("summaries/a.md", "Summary.\n")
+    write_summarize_result(out, "r1", SummarizeResult(url="http://llm/v1", model="m", seconds=1.0, files=[
+        SummaryRecord("a.wav", "succeeded", output="summaries/a.md", digest=text_digest("Summary.\n")),
+        SummaryRecord("bad.wav", "skipped", error="no transcript"),
+        SummaryRecord("c.wav", "failed", error="c.wav: summarization failed: HTTP 500"),
+        SummaryRecord("d.wav", "skipped", error="no transcript"), SummaryRecord("e.wav", "skipped", error="no transcript"),
+    ]))
+
+    report = json.loads(run_step(out.url, "r1").to_json())
+    assert report == json.loads(out.read_text(layout.REPORT)) == json.loads(out.read_text(layout.run_report("r1")))
+    by_input = {f["input"]: f for f in report["files"]}
+    assert list(by_input) == ["link.wav", "a.wav", "bad.wav", "nosum.wav", "c.wav", "d.wav", "e.wav"]
+    assert {k: f["status"] for k, f in by_input.items() if f["status"] == "succeeded"} == {"a.wav": "succeeded"}
+    assert by_input["a.wav"]["outputs"]["summary"] == "summaries/a.md" and by_input["a.wav"]["error"] is None
+    errors = {k: f["error"] for k, f in by_input.items()}
+    assert errors["link.wav"] == "link.wav: broken symbolic link" and by_input["link.wav"]["bad_input"]
+    assert errors["bad.wav"] == "bad.wav: not decodable audio" and by_input["bad.wav"]["bad_input"]
+    assert errors["nosum.wav"] == "nosum.wav: not summarized (the summarize step did not finish)"
+    assert errors["c.wav"] == "c.wav: summarization failed: HTTP 500" and by_input["c.wav"]["outputs"]["summary"] is None
+    assert errors["d.wav"] == "d.wav: shard 1 stopped while transcribing this file (its pod was killed or crashed: out of memory?)"
+    assert errors["e.wav"].startswith("e.wav: shard 2 did not start or never reported")
+    assert by_input["e.wav"]["transcribe"]["seconds"] is None and by_input["e.wav"]["duration_s"] == 10.0
+    assert by_input["link.wav"]["outputs"] == dict.fromkeys([*layout.TRANSCRIPT_FORMATS, "summary", "summary_json"])
+    t = report["totals"]
+    assert (t["files"], t["succeeded"], t["failed"], t["shards"]) == (7, 1, 6, 3)
+    assert report["model"]["llm_url"] == "http://llm/v1" and report["model"]["whisper"] == "m"
+    fingerprints = {f.input: f.fingerprint for f in files} | {"link.wav": "0:7"}
+    assert {k for k, fp in fingerprints.items() if is_processed(out, k, fp)} == {"a.wav", "bad.wav", "link.wav"}
+
+
+def test_an_overwritten_transcript_fails_its_input(tmp_path):
+    out = LocalStore(tmp_path / "out")
+    write_plan(Plan("r1", "in", out.url, [PlannedFile(0, "a.wav", "a", 100, 10.0, "100:1")], [[0]]), out)
+    out.write_text("transcripts/a.txt", "someone else's text\n")
+    result = FileResult("a.wav", "a", "succeeded", outputs={"txt": "transcripts/a.txt"},
+                        digests={"txt": text_digest("a text\n")})
+    out.write_text(layout.shard_result("r1", 0), ShardResult("r1", 0, "m", "id", "cpu", [result]).to_json())
+    write_summarize_result(out, "r1", SummarizeResult([SummaryRecord("a.wav", "succeeded", output=None)]))
+    [entry] = run_step(out.url, "r1").files
+    assert entry.status == "failed" and "overwritten by another run or input" in entry.error
+    assert not is_processed(out, "a.wav", "100:1")

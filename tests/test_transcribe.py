@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import jiwer
+import numpy as np
 import pytest
 from whisper.normalizers import EnglishTextNormalizer
 
 from steps import layout
 from steps.audio import AudioError, load_audio, speech_regions
-from steps.plan import make_plan, write_plan
+from steps.markers import transcript_key
+from steps.plan import make_plan
+from steps.records import ShardResult
+from steps.runstate import write_plan
 from steps.store import LocalStore
-from steps.transcribe import ShardResult, TranscribeOptions, Transcriber, run_shard
+from steps.transcribe import TranscribeOptions, Transcriber, run_shard
 from tests.conftest import FIXTURES, JFK_REFERENCE, SAMPLES
 
 SPEECH = FIXTURES / "speech"
@@ -71,6 +76,20 @@ def test_vad_regions_cover_the_speech(transcriber):
     audio = load_audio(str(SPEECH / "weather.wav"))
     regions = speech_regions(audio)
     assert regions and regions[0][0] < 0.5 and regions[-1][1] > len(audio) / 16000 - 1.0
+
+
+def test_the_silence_gate_thresholds_are_options_and_part_of_the_cache_key(transcriber, monkeypatch):
+    gate = {"threshold_dbfs": -40.0, "frame_s": 0.02, "min_gap_s": 0.5, "pad_s": 0.1, "min_speech_s": 0.3}
+    options = TranscribeOptions(**{f"vad_{k}": v for k, v in gate.items()})
+    key = transcript_key("0" * 64, "model", TranscribeOptions().cache_fields())
+    for name, value in gate.items():
+        changed = replace(TranscribeOptions(), **{f"vad_{name}": value})
+        assert transcript_key("0" * 64, "model", changed.cache_fields()) != key, name
+    seen = []
+    monkeypatch.setattr("steps.transcribe.speech_regions", lambda audio, **kw: seen.append(kw) or [])
+    monkeypatch.setattr(transcriber, "options", options)
+    assert transcriber.transcribe_audio(np.zeros(16000, dtype=np.float32))["segments"] == []
+    assert seen == [gate]  # the step decodes with the options' gate, not the function's defaults
 
 
 @pytest.mark.parametrize(

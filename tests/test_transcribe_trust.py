@@ -21,8 +21,9 @@ from whisper.normalizers import EnglishTextNormalizer
 
 from steps import layout
 from steps.audio import HOP_LENGTH, SAMPLE_RATE, frame_dbfs, load_audio, speech_regions
-from steps.plan import make_plan, read_plan, write_plan
+from steps.plan import make_plan
 from steps.report import build_report
+from steps.runstate import read_plan, write_plan
 from steps.store import LocalStore
 from steps.transcribe import DecodeStalled, TranscribeOptions, Transcriber, run_shard
 from steps.windows import merge_results, windows
@@ -101,7 +102,7 @@ def test_a_decode_that_stops_advancing_fails_the_file_instead_of_hanging(transcr
     """The guard, with the old rounding bug put back: a clip ending one frame past the content."""
     audio = load_audio(str(SPEECH / "weather.wav"))
     cut = audio[: _loud_cut(audio, 120)]
-    monkeypatch.setattr("steps.transcribe.speech_regions", lambda a: [(0.0, a.size / SAMPLE_RATE)])
+    monkeypatch.setattr("steps.transcribe.speech_regions", lambda a, **gate: [(0.0, a.size / SAMPLE_RATE)])
     with pytest.raises(DecodeStalled, match="empty chunk"):
         transcriber.transcribe_audio(cut)
 
@@ -222,7 +223,7 @@ def test_outputs_overwritten_after_the_run_are_reported_failed(tmp_path):
     plan = _plan(src, out, "r1")
     _shards(out, "r1")
     out.write_text("transcripts/w.srt", "1\n00:00:00,000 --> 00:00:01,000\nsomeone else's words\n")
-    files = {f["input"]: f for f in build_report(out, plan)["files"]}
+    files = {f["input"]: f for f in build_report(out, plan).to_dict()["files"]}
     assert "overwritten by another run or input" in files["w.wav"]["error"]
     assert "overwritten" not in (files["b.flac"]["error"] or "")
 

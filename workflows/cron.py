@@ -65,7 +65,3 @@ def build_cron_workflow(
         ],
         labels={"app.kubernetes.io/name": "kubescribe", "app.kubernetes.io/component": "schedule"},
     )
-
-
-# hera's example convention: the module exposes its object as `w`; workflows/cron.yaml is compared in tests.
-w = build_cron_workflow()

@@ -17,7 +17,7 @@ Kueue builds a plain pod's Workload from the pod as stored, i.e. after this rena
 (kubernetes-sigs/kueue v0.19.2, ``pkg/workload/resources.go`` ``handlePodOverhead``).
 
 The chart mirrors :func:`das_resource_name` in ``_helpers.tpl`` (``kubescribe.quotaResource``) and
-``workflows/chart.py`` (``quota_resource_name``); ``tests/test_das_rbac.py`` checks that they agree with it.
+``tools/chart_values.py`` (``quota_resource_name``); ``tests/test_das_rbac.py`` checks that they agree with it.
 """
 
 from __future__ import annotations

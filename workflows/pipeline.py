@@ -32,9 +32,16 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from steps.urls import BASIC_AUTH_ENV
 from steps.cli import EXIT_RETRYABLE
-from workflows.settings import PipelineSettings
+from steps.urls import BASIC_AUTH_ENV
+from workflows.local.expressions import parameter_string
+from workflows.settings import (
+    SECRET_KEY_LLM_BASIC_AUTH,
+    SECRET_KEY_LLM_TOKEN,
+    SECRET_KEY_S3_ACCESS,
+    SECRET_KEY_S3_SECRET,
+    PipelineSettings,
+)
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -116,8 +123,8 @@ def _env(settings: PipelineSettings) -> list[Env | SecretEnv]:
     if settings.s3_secret:
         env += [
             Env(name="KUBESCRIBE_S3_ENDPOINT", value=settings.s3_endpoint),
-            SecretEnv(name="AWS_ACCESS_KEY_ID", secret_name=settings.s3_secret, secret_key="accesskey"),
-            SecretEnv(name="AWS_SECRET_ACCESS_KEY", secret_name=settings.s3_secret, secret_key="secretkey"),
+            SecretEnv(name="AWS_ACCESS_KEY_ID", secret_name=settings.s3_secret, secret_key=SECRET_KEY_S3_ACCESS),
+            SecretEnv(name="AWS_SECRET_ACCESS_KEY", secret_name=settings.s3_secret, secret_key=SECRET_KEY_S3_SECRET),
         ]
     return env
 
@@ -181,9 +188,10 @@ def _templates(settings: PipelineSettings) -> None:
     )
     llm_env = []
     if s.llm_secret:
-        llm_env.append(SecretEnv(name="LLM_API_KEY", secret_name=s.llm_secret, secret_key="api-key"))
+        llm_env.append(SecretEnv(name="LLM_API_KEY", secret_name=s.llm_secret, secret_key=SECRET_KEY_LLM_TOKEN))
         # Basic-auth credentials ("user:password") stay out of the llm-url parameter, which is visible to all.
-        llm_env.append(SecretEnv(name=BASIC_AUTH_ENV, secret_name=s.llm_secret, secret_key="basic-auth", optional=True))
+        llm_env.append(SecretEnv(name=BASIC_AUTH_ENV, secret_name=s.llm_secret, secret_key=SECRET_KEY_LLM_BASIC_AUTH,
+                                 optional=True))
     summarize = _container(
         s,
         "summarize",
@@ -232,16 +240,12 @@ def _templates(settings: PipelineSettings) -> None:
         t_report.depends = "summarize.Succeeded || summarize.Failed || summarize.Errored"
 
 
-def _param_value(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _spec_kwargs(settings: PipelineSettings) -> dict[str, Any]:
     return dict(
         namespace=settings.namespace,
         entrypoint="main",
         arguments=[
-            Parameter(name=name, value=_param_value(getattr(settings, field)), description=desc)
+            Parameter(name=name, value=parameter_string(getattr(settings, field)), description=desc)
             for name, field, desc in RUN_PARAMETERS
         ],
         volumes=[EmptyDirVolume(name="tmp", size_limit="20Gi")],
@@ -277,7 +281,3 @@ def build_workflow(settings: PipelineSettings | None = None, name: str | None = 
     with Workflow(**naming, **_spec_kwargs(settings)) as w:
         _templates(settings)
     return w
-
-
-# hera's example convention: the module exposes its object as `w`; the YAML beside it is compared in tests.
-w = build_workflow_template()

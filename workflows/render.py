@@ -18,7 +18,8 @@ def to_yaml(obj: dict) -> str:
 def manifests(settings: PipelineSettings | None = None) -> dict[str, dict]:
     """File name → manifest dict: the WorkflowTemplate and a CronWorkflow running it (only-new) on DEFAULT_SCHEDULES.
 
-    The Helm chart (charts/kubescribe) is generated from the same builders by ``workflows.chart``.
+    The Helm chart (charts/kubescribe) is generated from the same builders at build time (``make chart``,
+    ``tools/chart.py``).
     """
     settings = settings or PipelineSettings()
     return {

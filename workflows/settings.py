@@ -1,10 +1,51 @@
-"""Pipeline settings: everything the builder needs to render the DAG for one cluster (or for a local run)."""
+"""Pipeline settings: everything the builder needs to render the DAG for one cluster (or for a local run).
+
+The one owner, on the orchestration side, of:
+
+* the run defaults: :class:`PipelineSettings` takes them from ``steps.defaults`` (which the steps use too), and
+  :data:`LOCAL_PROFILE` holds the smaller ones of ``kubescribe run`` (a laptop and the tiny local LLM);
+* the key names inside the Secrets the steps read (``SECRET_KEY_*``): ``workflows/pipeline.py`` mounts them, the
+  local run fills them, ``kubescribe doctor`` names them, and ``tests/test_structure.py`` checks the Helm chart's
+  templates against them.
+"""
 
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from steps.defaults import (
+    BEAM_SIZE,
+    CONTEXT_TOKENS,
+    MAX_OUTPUT_TOKENS,
+    MAX_SHARDS,
+    SHARD_SECONDS,
+    SUMMARIZE_CONCURRENCY,
+)
+
+# Keys inside the Secrets the steps read (``kubectl create secret generic NAME --from-literal=<key>=...``).
+SECRET_KEY_S3_ACCESS = "accesskey"  # PipelineSettings.s3_secret -> AWS_ACCESS_KEY_ID
+SECRET_KEY_S3_SECRET = "secretkey"  # PipelineSettings.s3_secret -> AWS_SECRET_ACCESS_KEY
+SECRET_KEY_LLM_TOKEN = "api-key"  # PipelineSettings.llm_secret -> LLM_API_KEY (bearer token)
+SECRET_KEY_LLM_BASIC_AUTH = "basic-auth"  # PipelineSettings.llm_secret, optional -> LLM_BASIC_AUTH (user:password)
+S3_SECRET_KEYS = (SECRET_KEY_S3_ACCESS, SECRET_KEY_S3_SECRET)
+LLM_SECRET_KEYS = (SECRET_KEY_LLM_TOKEN, SECRET_KEY_LLM_BASIC_AUTH)
+
+#: ``kubescribe run``'s defaults where they differ from a cluster's (PipelineSettings field -> value): shorter
+#: shards and fewer of them, a smaller context and summaries for the bundled 135M model on a local llama-server,
+#: fewer things at once on a laptop, one retry. The CLI's flags default to these.
+LOCAL_PROFILE = MappingProxyType({
+    "shard_seconds": 600,
+    "max_shards": 8,
+    "context_tokens": 4096,
+    "max_output_tokens": 512,  # a structured summary (JSON) needs room; see steps/llm/schema.py
+    "summarize_concurrency": 2,
+    "parallelism": 2,
+    "threads": 1,
+    "retries": 1,
+})
 
 # A DAS slice is requested as nvidia.com/mig-<g>g.<gb>gb (DAS rewrites it to mig.das.com/<profile>); a whole GPU
 # as nvidia.com/gpu; "cpu" asks for no accelerator at all.
@@ -31,18 +72,18 @@ class PipelineSettings(BaseModel):
     llm_url: str = "http://llm-d-inference-gateway-istio.llm-d.svc.cluster.local/v1"
     llm_model: str = "Qwen/Qwen3-8B"
     objective: str = Field("", description="x-gateway-inference-objective header; empty: not sent")
-    beam_size: int = Field(5, ge=1, description="Whisper beam width; 1 is greedy (about 2x faster, see bench/)")
-    shard_seconds: int = Field(1800, ge=1)
-    max_shards: int = Field(64, ge=1, le=2000)
+    beam_size: int = Field(BEAM_SIZE, ge=1, description="Whisper beam width; 1 is greedy (about 2x faster, see bench/)")
+    shard_seconds: int = Field(SHARD_SECONDS, ge=1)
+    max_shards: int = Field(MAX_SHARDS, ge=1, le=2000)
     only_new: bool = Field(False, description="plan only inputs without a finished result (scheduled runs)")
     # Cluster shape (baked into the templates).
     accelerator: str = Field("nvidia.com/mig-1g.10gb", description="extended resource for Whisper pods, or 'cpu'")
     queue_name: str | None = Field("kubescribe-whisper", description="Kueue LocalQueue for Whisper pods; None: not queued")
     priority_class: str | None = Field(None, description="Kueue WorkloadPriorityClass for Whisper pods")
     parallelism: int = Field(8, ge=1, description="Whisper pods running at once")
-    summarize_concurrency: int = Field(4, ge=1)
-    context_tokens: int = Field(8192, ge=512)
-    max_output_tokens: int = Field(512, ge=16)
+    summarize_concurrency: int = Field(SUMMARIZE_CONCURRENCY, ge=1)
+    context_tokens: int = Field(CONTEXT_TOKENS, ge=512)
+    max_output_tokens: int = Field(MAX_OUTPUT_TOKENS, ge=16)
     whisper_image: str = "ghcr.io/kubescribe/kubescribe-whisper:0.1.0"
     steps_image: str = "ghcr.io/kubescribe/kubescribe:0.1.0"
     whisper_cpu: str = "2"
@@ -67,10 +108,11 @@ class PipelineSettings(BaseModel):
         True, description="the report step publishes report.json and summary.md as output artifacts (needs an "
         "Argo artifact repository: the namespace's artifact-repositories ConfigMap or the controller default)")
     s3_endpoint: str | None = "http://minio.minio.svc.cluster.local:9000"
-    s3_secret: str | None = Field("kubescribe-s3", description="Secret with keys accesskey/secretkey; None: no S3 env")
+    s3_secret: str | None = Field(
+        "kubescribe-s3", description=f"Secret with keys {SECRET_KEY_S3_ACCESS}/{SECRET_KEY_S3_SECRET}; None: no S3 env")
     llm_secret: str | None = Field(
-        None, description="Secret with key api-key (bearer token) and optional key basic-auth (user:password) for the "
-        "gateway; None: no auth")
+        None, description=f"Secret with key {SECRET_KEY_LLM_TOKEN} (bearer token) and optional key "
+        f"{SECRET_KEY_LLM_BASIC_AUTH} (user:password) for the gateway; None: no auth")
     service_account: str | None = "kubescribe-workflow"
 
     @field_validator("accelerator")

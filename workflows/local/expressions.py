@@ -20,9 +20,9 @@ from .model import UnsupportedFeature, WorkflowError
 __all__ = [
     "TAG",
     "substitute",
-    "find_tags",
     "go_json",
     "go_format",
+    "parameter_string",
     "item_scope",
     "item_label",
     "DependsExpr",
@@ -41,24 +41,6 @@ __all__ = [
 
 #: A template tag, like fasttemplate's: from ``{{`` to the first ``}}``.
 TAG = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-
-
-def find_tags(value: Any) -> list[str]:
-    """Every tag key (stripped) found in the strings of a nested dict/list value."""
-    found: list[str] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            found.extend(m.group(1).strip() for m in TAG.finditer(v))
-        elif isinstance(v, Mapping):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    walk(value)
-    return found
 
 
 def substitute(
@@ -115,6 +97,17 @@ def go_format(value: Any) -> str:
             return str(int(value))
         return repr(value)
     return go_json(value)
+
+
+def parameter_string(value: Any) -> str:
+    """A parameter value of the Workflow dict (argument, default, ``valueFrom.default``, env value, argv item) as
+    the string that is substituted: strings as they are, booleans ``true``/``false``, lists and dicts as JSON
+    (``json.dumps``, as hera serializes them), anything else ``str()``. The one such conversion of the package."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def item_scope(item: Any) -> dict[str, str]:

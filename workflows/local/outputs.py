@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .expressions import parameter_string
 from .handler import RESULT_LIMIT
 
 __all__ = ["trim_output", "result_of", "aggregate", "skipped_outputs", "go_marshal"]
@@ -92,7 +93,5 @@ def skipped_outputs(template: Mapping[str, Any]) -> dict[str, str]:
     for p in (template.get("outputs") or {}).get("parameters") or []:
         vf = p.get("valueFrom") or {}
         if "default" in vf:
-            d = vf["default"]
-            out[p["name"]] = d if isinstance(d, str) else json.dumps(d) if isinstance(d, (list, dict)) else (
-                "true" if d is True else "false" if d is False else str(d))
+            out[p["name"]] = parameter_string(vf["default"])
     return out

@@ -14,7 +14,6 @@ any other artifact feature is refused.
 from __future__ import annotations
 
 import copy
-import json
 import posixpath
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from .expressions import (
     check_when_syntax,
     depends_from_dependencies,
     depends_tasks,
+    parameter_string,
     parse_depends,
     parse_duration,
 )
@@ -92,16 +92,6 @@ def _as_list(obj: Any, path: str) -> list[Any]:
     return obj
 
 
-def _str_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"))
-
-
 # --- turning the input into a Workflow ----------------------------------------------------------
 
 
@@ -140,7 +130,7 @@ def prepare_workflow(obj: Mapping[str, Any], parameters: Mapping[str, Any] | Non
             )
         for p in params:
             if p.get("name") in parameters:
-                p["value"] = _str_value(parameters[p["name"]])
+                p["value"] = parameter_string(parameters[p["name"]])
         args["parameters"] = params
         spec["arguments"] = args
     return wf
@@ -407,8 +397,8 @@ def validate_workflow(
     for p in _check_params(args.get("parameters"), "spec.arguments.parameters"):
         if "value" not in p and "default" not in p:
             raise WorkflowError(f"workflow parameter {p['name']!r} has no value; pass parameters={{{p['name']!r}: ...}}")
-        value = _str_value(p.get("value", p.get("default")))
-        if p.get("enum") and value not in [_str_value(e) for e in p["enum"]]:
+        value = parameter_string(p.get("value", p.get("default")))
+        if p.get("enum") and value not in [parameter_string(e) for e in p["enum"]]:
             raise WorkflowError(f"workflow parameter {p['name']!r}={value!r} is not one of {p['enum']}")
     for key in ("parallelism", "activeDeadlineSeconds"):
         _check_int_or_duration(spec.get(key), f"spec.{key}", duration=False)

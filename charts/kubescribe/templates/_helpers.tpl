@@ -1,6 +1,6 @@
 {{/*
 Names. Kubernetes names are capped at 63 characters (DNS labels); a trailing "-" left by the cut is trimmed.
-workflows/chart.py (`fullname`) mirrors this logic for the tests: change both together.
+tools/chart_values.py (`fullname`) mirrors this logic for the tests: change both together.
 */}}
 {{- define "kubescribe.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -58,7 +58,7 @@ requests too (openshift/instaslice-operator next@9f4fc07 pkg/webhook/webhook.go 
 Workload from the stored pod's spec (kubernetes-sigs/kueue v0.19.2 pkg/controller/jobs/pod/pod_controller.go
 constructPodSet), so it sees mig.das.com/<profile>. Without DAS it is the limit name itself.
 kueue.clusterQueue.quota.acceleratorResource overrides it (e.g. a future DAS that counts gpu.das.openshift.io/mem).
-workflows/chart.py (`quota_resource_name`) mirrors this logic for the tests.
+tools/chart_values.py (`quota_resource_name`) mirrors this logic for the tests.
 */}}
 {{- define "kubescribe.quotaResource" -}}
 {{- $acc := .Values.whisper.accelerator }}
@@ -77,7 +77,7 @@ workflows/chart.py (`quota_resource_name`) mirrors this logic for the tests.
 {{/*
 "true" when the report step publishes report.json / summary.md as Argo output artifacts (empty: not). They need an
 artifact repository: pipeline.reportArtifacts null follows artifactRepository.enabled (this chart's ConfigMap);
-true also suits a controller-wide default repository. workflows/chart.py (`report_artifacts_enabled`) mirrors it.
+true also suits a controller-wide default repository. tools/chart_values.py (`report_artifacts_enabled`) mirrors it.
 */}}
 {{- define "kubescribe.reportArtifacts" -}}
 {{- if kindIs "bool" .Values.pipeline.reportArtifacts }}
@@ -103,7 +103,7 @@ true also suits a controller-wide default repository. workflows/chart.py (`repor
 The objective the summarize step sends as x-gateway-inference-objective (default of the `objective` parameter).
 With gateway.inferenceObjective.create it is the created object's name (inferenceObjective.name, else
 gateway.objective), so the header always names the object; a different gateway.objective is refused.
-workflows/chart.py (`effective_objective`) mirrors this logic for the tests.
+tools/chart_values.py (`effective_objective`) mirrors this logic for the tests.
 */}}
 {{- define "kubescribe.objective" -}}
 {{- $io := .Values.gateway.inferenceObjective }}

@@ -1,6 +1,6 @@
-"""The OpenAI wire format as kubescribe reads it: errors, SSE parsing, plain and streamed completions.
+"""The OpenAI wire format as kubescribe reads it: errors, HTTP statuses, SSE parsing, plain and streamed completions.
 
-Split out of ``steps/llm.py`` (the client and summarization); everything a server sends is untrusted here:
+Everything a server sends is untrusted here:
 deadlines are checked on every line (``steps/deadlines.py``), error text is stripped of control characters
 before it reaches a message, and answers that are not OpenAI chat completions (HTML, non-SSE bytes,
 non-JSON ``data:`` lines, oversized bodies) give a one-line error instead of a hang or a traceback.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from steps.sanitize import strip_control
 _MAX_RETRY_AFTER_S = 120.0
 #: A non-streamed answer larger than this is not a chat completion.
 _MAX_PLAIN_BODY = 8 << 20
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[ _]length|context[ _]size|exceed_context|maximum context|too many tokens|"
+    r"prompt is too long|context window",
+    re.IGNORECASE,
+)
 
 
 class LLMError(RuntimeError):
@@ -80,7 +86,7 @@ class ChatResult:
     busy_wait_s: float = 0.0  # time spent waiting on 429/503 answers before this result
 
 
-def _snippet(text: str, limit: int = 200) -> str:
+def snippet(text: str, limit: int = 200) -> str:
     """Error body on one line, short; prefers the OpenAI ``error.message``."""
     try:
         data = json.loads(text)
@@ -95,7 +101,7 @@ def _snippet(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
     if not value:
         return None
@@ -112,7 +118,7 @@ def _parse_retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """Internal: a failure worth retrying, with an optional server-given delay."""
 
     def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
@@ -120,6 +126,37 @@ class _Retryable(Exception):
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+
+
+def raise_for_status(resp: httpx.Response, url: str, model: str) -> None:
+    """An error answer as the exception that says what to do: :class:`Retryable` for 429 and 5xx, else a
+    one-line :class:`LLMError` (flagged when the server says the prompt is too long)."""
+    status = resp.status_code
+    try:
+        raw = resp.text
+    except httpx.ResponseNotRead:
+        raw = resp.read().decode("utf-8", "replace")
+    detail = snippet(raw)
+    if status == 429 or status >= 500:
+        raise Retryable(
+            f"HTTP {status}" + (f": {detail}" if detail else ""),
+            status=status,
+            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+        )
+    if status in (401, 403):
+        msg = f"authentication failed (HTTP {status}); check the API key or the credentials"
+    elif status == 404 and re.search(r"model", raw, re.IGNORECASE):
+        msg = f"model {model!r} not found (HTTP 404): {detail}"
+    elif status == 404:
+        msg = f"endpoint not found (HTTP 404), expected an OpenAI-compatible base URL such as http://host/v1: {detail}"
+    else:
+        msg = f"request rejected (HTTP {status}): {detail}"
+    raise LLMError(
+        f"LLM endpoint {url}: {msg}",
+        url=url,
+        status=status,
+        context_overflow=bool(_CONTEXT_OVERFLOW.search(raw)),
+    )
 
 
 def read_plain(url: str, resp: httpx.Response, guard: StreamGuard, attempts: int) -> ChatResult:
@@ -145,7 +182,7 @@ def read_plain(url: str, resp: httpx.Response, guard: StreamGuard, attempts: int
         ctype = resp.headers.get("content-type") or "no Content-Type"
         raise LLMError(
             f"LLM endpoint {url}: unexpected response (HTTP {resp.status_code}, {ctype}), not an OpenAI chat "
-            f"completion: {_snippet(text_body)}",
+            f"completion: {snippet(text_body)}",
             url=url,
         ) from None
     usage = data.get("usage") or {}
@@ -182,11 +219,11 @@ def read_stream(url: str, resp: httpx.Response, guard: StreamGuard, attempts: in
         try:
             chunk = json.loads(payload)
         except ValueError:
-            raise _Retryable(f"malformed stream chunk: {_snippet(payload)}") from None
+            raise Retryable(f"malformed stream chunk: {snippet(payload)}") from None
         if not isinstance(chunk, dict):
             continue
         if chunk.get("error"):
-            raise LLMError(f"LLM endpoint {url}: error in stream: {_snippet(json.dumps(chunk))}", url=url)
+            raise LLMError(f"LLM endpoint {url}: error in stream: {snippet(json.dumps(chunk))}", url=url)
         model = chunk.get("model") or model
         choices = chunk.get("choices") or []
         if choices and first_chunk is None:
@@ -208,9 +245,9 @@ def read_stream(url: str, resp: httpx.Response, guard: StreamGuard, attempts: in
             cached = _cached_tokens(usage, chunk)
     if not done and finish_reason is None:
         if not events:
-            raise _Retryable("stream ended without any event; not an OpenAI event stream"
-                             + (f": {_snippet(odd[0])}" if odd else ""))
-        raise _Retryable("stream ended before completion")
+            raise Retryable("stream ended without any event; not an OpenAI event stream"
+                             + (f": {snippet(odd[0])}" if odd else ""))
+        raise Retryable("stream ended before completion")
     return ChatResult(
         text="".join(parts),
         ttft_s=ttft,
@@ -225,13 +262,13 @@ def read_stream(url: str, resp: httpx.Response, guard: StreamGuard, attempts: in
     )
 
 
-class _Expired(Exception):
+class Expired(Exception):
     """Internal: a deadline of the attempt passed while reading (the guard knows which)."""
 
 
 def _check(guard: StreamGuard) -> None:
     if guard.expired():
-        raise _Expired()
+        raise Expired()
 
 
 _SSE_FIELDS = (":", "data", "event", "id", "retry")

