@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 _WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
-_LABEL = re.compile(r"^\s*[\"'*#>\s]*(transcription|transcript|text|speaker\s*\d*)\s*:", re.IGNORECASE | re.MULTILINE)
+_LABEL = re.compile(r"^\s*[\"'*#>\s]*(transcription|transcript)\s*:", re.IGNORECASE | re.MULTILINE)
 _TAG = re.compile(r"</?\s*transcript\b", re.IGNORECASE)
 
 #: An answer this compressible (zlib) is a loop, whatever its sentences look like (whisper uses 2.4 for text).

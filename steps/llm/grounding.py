@@ -10,7 +10,7 @@ never hands them on.
 
 The rules are deliberately literal (a number must appear as a number, a name as a word): a summary that says
 "Mike" for the transcript's "Mom" is flagged, which is the point. Paraphrase is allowed for statements (content
-words are compared by their first letters, and half of them may be new).
+words are compared by their first five letters, and up to half of them may be new).
 
 This module runs inside pods: it must not import hera.
 """
@@ -171,10 +171,10 @@ class Transcript:
         return sum(w[:5] in self.prefixes for w in content) / len(content), len(content)
 
 
-#: Statements with at least this many content words are checked for support...
+#: A statement is flagged when fewer than this share of its content words is in the transcript...
+MIN_SUPPORT = 0.5
+#: ...a title or summary sentence only when it has at least this many content words (list items always).
 MIN_CONTENT_WORDS = 4
-#: ...and flagged when fewer than this share of them is in the transcript.
-MIN_SUPPORT = 0.4
 
 
 def check_text(path: str, text: str, source: Transcript, owner: bool = False) -> tuple[list[Flag], int]:
@@ -204,7 +204,9 @@ def check_text(path: str, text: str, source: Transcript, owner: bool = False) ->
         flags.append(Flag(path, "instruction", text))
     elif not owner:
         share, n = source.support(text)
-        if n >= MIN_CONTENT_WORDS and share < MIN_SUPPORT:
+        # Short list items count too (a lone "Mouse" for the transcript's "Mom"); a short title or summary
+        # sentence may name the topic in its own words.
+        if share < MIN_SUPPORT and (n >= MIN_CONTENT_WORDS or (n and "[" in path)):
             flags.append(Flag(path, "unsupported", text))
     return flags, checked
 
