@@ -40,7 +40,7 @@ import numpy as np
 from steps import layout
 from steps.audio import SAMPLE_RATE, AudioError, stream_audio
 from steps.batch_decoder import BatchDecoder, batch_decode
-from steps.markers import file_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, Status
 from steps.store import ObjectError, Store, StoreError
 from steps.transcribe import DecodeStalled, render_outputs
@@ -295,10 +295,7 @@ class BatchedEngine:
         index = samples = 0
         try:
             with input_store.local_copy(f.input) as path:
-                try:
-                    res.sha256 = file_sha256(path)
-                except OSError as e:
-                    raise ObjectError(f"cannot be read: {e.strerror or e}") from None
+                res.sha256 = input_sha256(path)
                 cache_key = transcript_key(res.sha256, t.model_id, o.cache_fields())
                 state.marker_key = layout.transcript_marker(cache_key)
                 marker = read_marker(output_store, state.marker_key, proof="result")

@@ -43,6 +43,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def input_sha256(path: str | os.PathLike[str]) -> str:
+    """:func:`file_sha256` of an input: one that cannot be read is that input's problem (ObjectError), not an
+    outage of the store."""
+    try:
+        return file_sha256(path)
+    except OSError as e:
+        raise ObjectError(f"cannot be read: {e.strerror or e}") from None
+
+
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

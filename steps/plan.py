@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from steps import layout
 from steps.audio import is_audio_name, probe_duration
 from steps.defaults import MAX_SHARDS, SHARD_SECONDS
-from steps.markers import file_sha256, is_processed
+from steps.markers import input_sha256, is_processed
 from steps.records import Plan, PlannedFile
 from steps.store import LocalStore, Obj, ObjectError, Store
 
@@ -108,8 +108,8 @@ def content_groups(store: Store, objects: list[Obj]) -> dict[str, str]:
             if isinstance(store, LocalStore):
                 try:
                     with store.local_copy(o.key) as path:
-                        tags[o.key] = "sha256:" + file_sha256(path)
-                except (ObjectError, OSError):
+                        tags[o.key] = "sha256:" + input_sha256(path)
+                except ObjectError:
                     continue  # it will fail alone when the shard reaches it
             elif o.version:
                 tags[o.key] = f"etag:{o.size}:{o.version}"

@@ -24,7 +24,7 @@ from steps import layout
 from steps.audio import SAMPLE_RATE, AudioError, speech_regions, stream_audio
 from steps.defaults import (BEAM_SIZE, ENGINE, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S,
                             VAD_THRESHOLD_DBFS)
-from steps.markers import file_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, ShardResult, Status
 from steps.runstate import read_plan, write_shard_result
 from steps.store import ObjectError, Store, StoreError, open_store
@@ -234,10 +234,7 @@ def transcribe_file(
     t0 = time.perf_counter()
     try:
         with input_store.local_copy(f.input) as path:
-            try:
-                res.sha256 = file_sha256(path)
-            except OSError as e:
-                raise ObjectError(f"cannot be read: {e.strerror or e}") from None
+            res.sha256 = input_sha256(path)
             key = transcript_key(res.sha256, transcriber.model_id, transcriber.options.cache_fields())
             marker_key = layout.transcript_marker(key)
             marker = read_marker(output_store, marker_key, proof="result")

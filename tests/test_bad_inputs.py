@@ -27,6 +27,7 @@ from steps.report import build_report
 from steps.runstate import write_plan
 from steps.store import LocalStore, open_store
 from steps.transcribe import TranscribeOptions, run_shard
+from tests.audio_support import write_wav
 from tests.conftest import FIXTURES, SAMPLES, make_bucket
 from tests.test_pipeline_local import check_contract, kubescribe
 
@@ -207,11 +208,7 @@ def test_long_silence_between_words_does_not_hang_either(tmp_path):
     audio = np.concatenate([speech, np.zeros(16000 * 60, np.float32), speech[: speech.size - 37]])
     path = tmp_path / "in" / "gap.wav"
     path.parent.mkdir()
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((audio * 32767).astype(np.int16).tobytes())
+    write_wav(path, audio)
     out = LocalStore(tmp_path / "out")
     _planned(path.parent, out)
     result = run_shard(out.url, "r1", 0, "tiny.en", FAST, device="cpu", threads=1)

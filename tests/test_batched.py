@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 from pathlib import Path
 
 import jiwer
@@ -21,21 +20,13 @@ from steps.runstate import write_plan
 from steps.store import LocalStore
 from steps.transcribe import TranscribeOptions, run_shard
 from steps.vad import CHUNK_S, plan_chunks, regions
+from tests.audio_support import write_wav
 from tests.conftest import FIXTURES, SAMPLES
 
 SPEECH = FIXTURES / "speech"
 REFERENCES = json.loads((SPEECH / "references.json").read_text())
 normalize = EnglishTextNormalizer()
 LONG_ORDER = ["weather.wav", "budget.flac", "launch.mp3", "stereo.ogg"] * 2
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
 
 
 def long_recording(path: Path) -> Path:

@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import jiwer
@@ -27,7 +26,8 @@ from steps.runstate import read_plan, write_plan
 from steps.store import LocalStore
 from steps.transcribe import DecodeStalled, TranscribeOptions, Transcriber, run_shard
 from steps.windows import merge_results, windows
-from tests.conftest import FIXTURES, SAMPLES
+from tests.audio_support import write_wav
+from tests.conftest import FIXTURES
 
 SPEECH = FIXTURES / "speech"
 REFERENCES = json.loads((SPEECH / "references.json").read_text())
@@ -36,15 +36,6 @@ normalize = EnglishTextNormalizer()
 
 def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalize(reference), normalize(hypothesis))
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")
