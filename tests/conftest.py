@@ -122,11 +122,13 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def make_bucket(endpoint: str, name: str) -> None:
+    """A new, empty bucket. The S3 server lives for the whole session, so a test that reused another test's bucket
+    would see that test's objects (CI once failed on exactly that): a name already taken is a test bug."""
     from minio import Minio
 
     client = Minio(endpoint.split("://", 1)[1], access_key="test-access", secret_key="test-secret", secure=False)
-    if not client.bucket_exists(name):
-        client.make_bucket(name)
+    assert not client.bucket_exists(name), f"bucket {name!r} is already used by another test: pick a unique name"
+    client.make_bucket(name)
 
 
 # --- end Pipeline ------------------------------------------------------------------

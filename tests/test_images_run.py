@@ -372,25 +372,25 @@ def test_steps_image_runs_under_an_assigned_uid(steps_image: dict, tmp_path: Pat
 def test_steps_image_against_the_test_s3_server(steps_image: dict, s3_server: str, tmp_path: Path) -> None:
     from minio import Minio
 
-    make_bucket(s3_server, "audio")
+    make_bucket(s3_server, "image-audio")
     client = Minio(s3_server.split("://", 1)[1], access_key="test-access", secret_key="test-secret", secure=False)
     src = tmp_path / "in"
     inputs = _inputs(src)
     for p in sorted(src.rglob("*")):
         if p.is_file():
-            client.fput_object("audio", f"incoming/{p.relative_to(src)}", str(p))
+            client.fput_object("image-audio", f"incoming/{p.relative_to(src)}", str(p))
     env = {"KUBESCRIBE_S3_ENDPOINT": s3_server, "AWS_ACCESS_KEY_ID": "test-access",
            "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_REGION": "us-east-1"}
-    run_args = ["--output", "s3://audio/kubescribe", "--run-id", "r1"]
-    plan = run(steps_image, ["plan", "--input", "s3://audio/incoming", *run_args], env=env, network="host", check_rc=0)
+    run_args = ["--output", "s3://image-audio/kubescribe", "--run-id", "r1"]
+    plan = run(steps_image, ["plan", "--input", "s3://image-audio/incoming", *run_args], env=env, network="host", check_rc=0)
     assert "planned" in plan.stdout and "ignored: references.json" in plan.stdout
     run(steps_image, ["summarize", *run_args, "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m"], env=env,
         network="host", check_rc=0)
     run(steps_image, ["report", *run_args], env=env, network="host", check_rc=1)
-    doc = json.loads(client.get_object("audio", "kubescribe/report.json").read())
+    doc = json.loads(client.get_object("image-audio", "kubescribe/report.json").read())
     assert {f["input"] for f in doc["files"]} == inputs
     # an unreachable store is an outage (exit 2, retried), said in one line
-    down = run(steps_image, ["plan", "--input", "s3://audio/incoming", *run_args],
+    down = run(steps_image, ["plan", "--input", "s3://image-audio/incoming", *run_args],
                env={**env, "KUBESCRIBE_S3_ENDPOINT": "http://127.0.0.1:9"}, network="host", timeout=600)
     assert down.returncode == 2 and "Traceback" not in down.stderr, down.stderr
 
