@@ -10,6 +10,7 @@ Methods (each on the same files, one after another in this process unless noted)
   sequential   kubescribe defaults (beam 5, VAD gate, word timestamps), --engine sequential: run_shard
   batched      kubescribe defaults, --engine batched (chunks of all files decoded together)
   batched-nowt the batched engine without word timestamps: what word timestamps cost
+  batched-beam1 the batched engine with greedy decoding (--beam-size 1), all else kubescribe's defaults
   greedy       plain openai-whisper `model.transcribe` with its defaults and greedy decoding, file after file
   per-file     (--per-file) one `kubescribe-step transcribe` process per file (the paper's Job per recording)
   faster-whisper (--faster-whisper) BatchedInferencePipeline (the peer), int8 on CPU / fp16 on CUDA
@@ -46,6 +47,8 @@ from whisper.normalizers import EnglishTextNormalizer  # noqa: E402
 
 from steps.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
+#: The Whisper model every method uses (--model: a name or a checkpoint path, e.g. on a machine without the bundle).
+MODEL = "tiny.en"
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 normalize = EnglishTextNormalizer()
 
@@ -122,6 +125,7 @@ def reset_peak(device: str) -> None:
 
 
 def run_kubescribe(src: Path, out: Path, engine: str, device: str, threads: int, batch: int, word_ts: bool = True,
+                   beam: int | None = None,
                    shards: int = 1) -> tuple[float, list[float], dict[str, str], dict]:
     from steps.plan import make_plan
     from steps.runstate import write_plan
@@ -131,12 +135,11 @@ def run_kubescribe(src: Path, out: Path, engine: str, device: str, threads: int,
     store = LocalStore(out)
     plan = make_plan(LocalStore(src), store.url, "bench", shard_seconds=1e9, max_shards=shards)
     write_plan(plan, store)
-    options = TranscribeOptions(engine=engine)
-    if not word_ts:
-        options = TranscribeOptions(engine=engine, word_timestamps=False)
+    greedy = {"beam_size": beam, "best_of": beam} if beam else {}
+    options = TranscribeOptions(engine=engine, word_timestamps=word_ts, **greedy)
     done_at: list[float] = []
     t0 = time.perf_counter()
-    result = run_shard(store.url, "bench", 0, "tiny.en", options, device=device, threads=threads,
+    result = run_shard(store.url, "bench", 0, MODEL, options, device=device, threads=threads,
                        progress=lambda r: done_at.append(time.perf_counter() - t0), batch_size=batch)
     wall = time.perf_counter() - t0
     hyps = {r.input: store.read_text(f"transcripts/{r.stem}.txt") for r in result.files if r.status == "succeeded"}
@@ -157,7 +160,7 @@ def run_greedy(src: Path, device: str, threads: int) -> tuple[float, list[float]
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    model = load_model("tiny.en", device=device)
+    model = load_model(MODEL, device=device)
     load = time.perf_counter() - t0
     done_at, hyps = [], {}
     for path in sorted(src.iterdir()):
@@ -200,7 +203,8 @@ def run_per_file(src: Path, out: Path, device: str, threads: int, engine: str) -
     t0 = time.perf_counter()
     for shard in range(len(plan.files)):
         subprocess.run([sys.executable, "-m", "steps", "transcribe", "--output", str(out), "--run-id", "bench",
-                        "--shard", str(shard), "--device", device, "--threads", str(threads), "--engine", engine],
+                        "--shard", str(shard), "--device", device, "--threads", str(threads), "--engine", engine,
+                        "--model", MODEL],
                        check=True, capture_output=True)
         done_at.append(time.perf_counter() - t0)
     hyps = {f.input: store.read_text(f"transcripts/{f.stem}.txt") for f in plan.files}
@@ -217,21 +221,24 @@ def run_shared(src: Path, out: Path, k: int, device: str, threads: int) -> tuple
     total = sum(p.stat().st_size for p in src.iterdir()) / 32000
     plan = make_plan(LocalStore(src), store.url, "bench", shard_seconds=total / k, max_shards=k)
     write_plan(plan, store)
-    t0 = time.perf_counter()
+    from steps.events import EVENTS_ENV, iter_events
+
+    t0 = time.time()  # events carry unix time
     procs = [subprocess.Popen([sys.executable, "-m", "steps", "transcribe", "--output", str(out), "--run-id", "bench",
-                               "--shard", str(s), "--device", device, "--threads", str(threads), "--engine", "batched"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for s in range(len(plan.shards))]
-    done_at = []
-    for p in procs:
-        for line in p.stdout:  # type: ignore[union-attr]
-            if line.startswith("ok "):
-                done_at.append(time.perf_counter() - t0)
-        p.wait()
+                               "--shard", str(s), "--device", device, "--threads", str(threads), "--engine", "batched",
+                               "--model", MODEL], env={**os.environ, EVENTS_ENV: str(out / f"events-{s}.jsonl")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s in range(len(plan.shards))]
+    for proc in procs:
+        proc.wait()
+    wall = time.time() - t0
+    done_at = [e.t - t0 for s in range(len(plan.shards)) for e in iter_events(out / f"events-{s}.jsonl")
+               if e.event == "file_done" and e.status == "succeeded"]
     hyps = {f.input: store.read_text(f"transcripts/{f.stem}.txt") for f in plan.files}
-    return time.perf_counter() - t0, done_at, hyps, {"shards": len(plan.shards)}
+    return wall, done_at, hyps, {"shards": len(plan.shards)}
 
 
 def main() -> int:
+    global MODEL
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--files", type=int, default=6)
@@ -245,8 +252,10 @@ def main() -> int:
     p.add_argument("--per-file", action="store_true")
     p.add_argument("--faster-whisper", action="store_true")
     p.add_argument("--share", type=int, nargs="*", default=[])
+    p.add_argument("--model", default=MODEL, help="Whisper model name or checkpoint path, for every method")
     p.add_argument("--json")
     a = p.parse_args()
+    MODEL = a.model
 
     tmp = Path(tempfile.mkdtemp(prefix="kubescribe-bench-"))
     try:
@@ -263,6 +272,8 @@ def main() -> int:
             out = tmp / method
             if method == "greedy":
                 wall, done, hyps, extra = run_greedy(src, a.device, a.threads)
+            elif method == "batched-beam1":
+                wall, done, hyps, extra = run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, beam=1)
             elif method == "batched-nowt":
                 wall, done, hyps, extra = run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
             else:
@@ -288,6 +299,10 @@ def main() -> int:
         if "sequential" in by:
             for r in rows:
                 ratios[f"{r['method']}_speedup_over_sequential"] = round(by["sequential"]["wall_s"] / r["wall_s"], 2)
+        if "batched" in by:  # the ratios: the batched engine against each baseline, by throughput
+            for r in rows:
+                if r["method"] != "batched":
+                    ratios[f"batched_rtfx_over_{r['method']}"] = round(by["batched"]["rtfx"] / r["rtfx"], 2)
         if "sequential" in texts and "batched" in texts:
             ratios["wer_batched_vs_sequential"] = corpus_wer(texts["sequential"], texts["batched"])
         result = {"device": a.device, "threads": a.threads, "files": len(refs), "audio_s": round(audio_s, 1),

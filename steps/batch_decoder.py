@@ -6,6 +6,7 @@ into one encoder pass and one KV-cached beam search over the batch.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,16 +24,30 @@ class _Request:
 
 
 def _batch_task():
-    """openai-whisper's ``DecodingTask``, fixed for a batch decoded with beam search or best-of-n.
+    """openai-whisper's ``DecodingTask``, fixed and made fast for a batch decoded with beam search or best-of-n.
 
-    openai-whisper 20250625 repeats the tokens ``n_group`` times per audio but not the encoder output, which
-    only broadcasts for one audio: a batch of several fails in cross-attention (``size of tensor a (15) must
-    match ... (3)``). Repeating the audio features here is what ``run`` already expects (it takes every
-    ``n_group``-th row back); language detection still sees one row per audio.
+    * openai-whisper 20250625 repeats the tokens ``n_group`` times per audio but not the encoder output, which
+      only broadcasts for one audio: a batch of several fails in cross-attention (``size of tensor a (15) must
+      match ... (3)``). Repeating the audio features here is what ``run`` already expects (it takes every
+      ``n_group``-th row back); language detection still sees one row per audio.
+    * Its timestamp rules and beam-search update walk the rows one by one in Python, with a device sync per row
+      and per candidate (``.item()``, ``.tolist()``, a tensor compared in an ``if``): about a thousand syncs per
+      token for a batch of 20 chunks at beam 5. On a GPU those syncs, not the model, set the pace, so batching
+      gained only 1.18x over the sequential engine on an H200 (bench/README.md). The same rules, computed for
+      all rows at once with one transfer per step, give the same tokens (``tests/test_batched.py`` compares them
+      with whisper's own classes).
     """
-    from whisper.decoding import DecodingTask
+    from whisper.decoding import ApplyTimestampRules, BeamSearchDecoder, DecodingTask
 
     class BatchDecodingTask(DecodingTask):
+        def __init__(self, model, options):
+            super().__init__(model, options)
+            if isinstance(self.decoder, BeamSearchDecoder):
+                self.decoder = _vectorized_beam_search(BeamSearchDecoder)(
+                    self.decoder.beam_size, self.decoder.eot, self.inference, self.decoder.patience)
+            self.logit_filters = [_vectorized_timestamp_rules(f) if isinstance(f, ApplyTimestampRules) else f
+                                  for f in self.logit_filters]
+
         def _get_audio_features(self, mel):
             features = super()._get_audio_features(mel)
             return features.repeat_interleave(self.n_group, dim=0) if self.n_group > 1 else features
@@ -41,6 +56,95 @@ def _batch_task():
             return super()._detect_language(audio_features[:: self.n_group], tokens)
 
     return BatchDecodingTask
+
+
+def _vectorized_timestamp_rules(rules):
+    """``rules`` (whisper's ``ApplyTimestampRules``) with its ``apply`` done for every row at once."""
+    import torch
+    import torch.nn.functional as F
+
+    tokenizer, sample_begin = rules.tokenizer, rules.sample_begin
+    begin, eot = tokenizer.timestamp_begin, tokenizer.eot
+
+    def apply(logits, tokens) -> None:
+        if tokenizer.no_timestamps is not None:
+            logits[:, tokenizer.no_timestamps] = -math.inf
+        sampled = tokens[:, sample_begin:]
+        n, length = sampled.shape
+        if length:
+            is_ts = sampled >= begin
+            last = is_ts[:, -1]
+            penultimate = is_ts[:, -2] if length >= 2 else torch.ones_like(last)
+            # timestamps come in pairs, except directly before EOT
+            logits[last & penultimate, begin:] = -math.inf
+            logits[last & ~penultimate, :eot] = -math.inf
+            # timestamps never decrease, and a segment has a nonzero length
+            positions = torch.arange(1, length + 1, device=sampled.device)
+            last_ts = sampled.gather(1, (positions * is_ts).argmax(dim=1, keepdim=True)).squeeze(1)
+            upper = torch.where(last & ~penultimate, last_ts, last_ts + 1)
+            columns = torch.arange(begin, logits.shape[-1], device=logits.device)
+            logits[:, begin:].masked_fill_(is_ts.any(dim=1, keepdim=True) & (columns < upper[:, None]), -math.inf)
+        if tokens.shape[1] == sample_begin:
+            logits[:, :begin] = -math.inf
+            if rules.max_initial_timestamp_index is not None:
+                logits[:, begin + rules.max_initial_timestamp_index + 1:] = -math.inf
+        # if the timestamps together are likelier than any text token, a timestamp comes next
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        timestamp_wins = logprobs[:, begin:].logsumexp(dim=-1) > logprobs[:, :begin].max(dim=-1).values
+        logits[timestamp_wins, :begin] = -math.inf
+
+    rules.apply = apply
+    return rules
+
+
+def _vectorized_beam_search(base):
+    """whisper's ``BeamSearchDecoder`` whose ``update`` reads the candidates of every row in one transfer."""
+    import torch
+    import torch.nn.functional as F
+
+    class VectorizedBeamSearchDecoder(base):
+        def update(self, tokens, logits, sum_logprobs):
+            if tokens.shape[0] % self.beam_size != 0:
+                raise ValueError(f"{tokens.shape}[0] % {self.beam_size} != 0")
+            n_audio = tokens.shape[0] // self.beam_size
+            if self.finished_sequences is None:
+                self.finished_sequences = [{} for _ in range(n_audio)]
+            top_logprobs, top_tokens = F.log_softmax(logits.float(), dim=-1).topk(self.beam_size + 1)
+            # the same float32 sums whisper computes one .item() at a time
+            candidates = (sum_logprobs[:, None] + top_logprobs).tolist()
+            top_tokens, prefixes = top_tokens.tolist(), tokens.tolist()
+            next_tokens, source_indices, new_sums, finished_sequences = [], [], [], []
+            for i in range(n_audio):
+                scores, sources, finished = {}, {}, {}
+                for idx in range(i * self.beam_size, (i + 1) * self.beam_size):
+                    for new_logprob, token in zip(candidates[idx], top_tokens[idx]):
+                        sequence = tuple(prefixes[idx] + [token])
+                        scores[sequence] = new_logprob
+                        sources[sequence] = idx
+                saved = 0
+                for sequence in sorted(scores, key=scores.get, reverse=True):
+                    if sequence[-1] == self.eot:
+                        finished[sequence] = scores[sequence]
+                    else:
+                        new_sums.append(scores[sequence])
+                        next_tokens.append(sequence)
+                        source_indices.append(sources[sequence])
+                        saved += 1
+                        if saved == self.beam_size:
+                            break
+                finished_sequences.append(finished)
+            sum_logprobs[: len(new_sums)] = torch.tensor(new_sums, dtype=sum_logprobs.dtype, device=sum_logprobs.device)
+            tokens = torch.tensor(next_tokens, device=tokens.device)
+            self.inference.rearrange_kv_cache(source_indices)
+            for previously_finished, newly_finished in zip(self.finished_sequences, finished_sequences):
+                for seq in sorted(newly_finished, key=newly_finished.get, reverse=True):
+                    if len(previously_finished) >= self.max_candidates:
+                        break
+                    previously_finished[seq] = newly_finished[seq]
+            completed = all(len(sequences) >= self.max_candidates for sequences in self.finished_sequences)
+            return tokens, completed
+
+    return VectorizedBeamSearchDecoder
 
 
 def batch_decode(model, mel, options) -> list:

@@ -138,8 +138,11 @@ class BatchedEngine:
 
     # --- the shard ---------------------------------------------------------------------------------------------
 
-    def run(self, files: list[PlannedFile], input_store: Store, output_store: Store, on_done, on_start=None) -> None:
-        """Transcribe ``files``; ``on_done(FileResult)`` is called (in this thread) as each file completes."""
+    def run(self, files: list[PlannedFile], input_store: Store, output_store: Store, on_done, on_start=None,
+            on_progress=None) -> None:
+        """Transcribe ``files``; ``on_done(FileResult)`` is called (in this thread) as each file completes, and
+        ``on_progress(input, done_s, duration_s)`` (in a worker thread) as each chunk finishes: ``done_s`` is
+        the end of that chunk on the file's clock (chunks finish out of order), ``duration_s`` the plan's."""
         from whisper import timing
 
         model = self.t.model
@@ -180,6 +183,9 @@ class BatchedEngine:
                 try:
                     result = self._transcribe_chunk(work, decoder, local)
                     events.put(("chunk", work.key, work.index, work.chunk.offset_s, result))
+                    if on_progress is not None:
+                        f = files[work.key]
+                        on_progress(f.input, work.chunk.end / SAMPLE_RATE, f.duration_s)
                 except BaseException as e:  # noqa: BLE001 - the file fails, the shard goes on
                     events.put(("chunk_error", work.key, work.index, e))
                 finally:
@@ -301,8 +307,8 @@ class BatchedEngine:
                 marker = read_marker(output_store, state.marker_key, proof="result")
                 if marker is not None:
                     res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
-                    res.digests = write_outputs(output_store, _render(marker["result"], f.stem), keep_identical=True)
-                    res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem), True
+                    res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, o.output_formats), keep_identical=True)
+                    res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem, o.output_formats), True
                     res.seconds = time.perf_counter() - state.t0
                     events.put(("done_now", res))
                     return
@@ -367,8 +373,8 @@ class BatchedEngine:
             res.language = result.get("language")
             res.speech_s = sum(seg["end"] - seg["start"] for seg in result["segments"])
             try:
-                res.digests = write_outputs(output_store, _render(result, s.f.stem))
-                res.status, res.outputs = Status.SUCCEEDED, layout.transcripts(s.f.stem)
+                res.digests = write_outputs(output_store, render_outputs(result, s.f.stem, self.t.options.output_formats))
+                res.status, res.outputs = Status.SUCCEEDED, layout.transcripts(s.f.stem, self.t.options.output_formats)
                 marker = {k: getattr(res, k) for k in ("input", "sha256", "duration_s", "speech_s", "language")}
                 marker.update(model=self.t.model_spec, model_id=self.t.model_id, digests=res.digests, result=result)
                 write_marker(output_store, s.marker_key, marker)
@@ -380,16 +386,16 @@ class BatchedEngine:
         on_done(res)
         self._finish_aliases(s, output_store, on_done)
 
-    @staticmethod
-    def _finish_aliases(s: _FileState, output_store: Store, on_done) -> None:
+    def _finish_aliases(self, s: _FileState, output_store: Store, on_done) -> None:
         for f, res, t0 in s.aliases:
             if s.result is None:
                 res.error = (s.res.error or "").replace(s.f.input, f.input, 1) or f"{f.input}: transcription failed"
                 res.bad_input = s.res.bad_input
             else:
                 res.duration_s, res.speech_s, res.language = s.res.duration_s, s.res.speech_s, s.res.language
-                res.digests = write_outputs(output_store, _render(s.result, f.stem), keep_identical=True)
-                res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem), True
+                formats = self.t.options.output_formats
+                res.digests = write_outputs(output_store, render_outputs(s.result, f.stem, formats), keep_identical=True)
+                res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem, formats), True
             res.seconds = time.perf_counter() - t0
             on_done(res)
         s.aliases = []
@@ -400,6 +406,3 @@ def _chunk_error(f: PlannedFile, e: BaseException) -> str:
         return f"{f.input}: transcription stopped: {e}"
     return f"{f.input}: transcription failed: {type(e).__name__}: {e}"
 
-
-def _render(result, stem):
-    return render_outputs(result, stem)

@@ -19,8 +19,10 @@ from pathlib import Path
 from steps import layout
 from steps.deadlines import (DEFAULT_BUSY_WAIT_S, DEFAULT_FIRST_TOKEN_TIMEOUT_S, DEFAULT_IDLE_READ_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S,
                              DEFAULT_SUMMARIZE_BUDGET_S)
-from steps.defaults import (BEAM_SIZE, CONTEXT_TOKENS, ENGINE_CPU, ENGINE_GPU, MAX_OUTPUT_TOKENS, MAX_SHARDS, SHARD_SECONDS,
-                            SUMMARIZE_CONCURRENCY, VAD_METHOD)
+from steps.defaults import (BEAM_SIZE, CONTEXT_TOKENS, ENGINE_CPU, ENGINE_GPU, MAX_OUTPUT_TOKENS, MAX_SHARDS, OUTPUT_FORMAT,
+                            SHARD_SECONDS, SUMMARIZE_CONCURRENCY, TEMPERATURE, TEMPERATURE_INCREMENT_ON_FALLBACK,
+                            VAD_METHOD)
+from steps.events import emit
 
 
 def say(text: str, file=None, flush: bool = True) -> None:
@@ -38,13 +40,14 @@ def _write_output(path: str | None, value: str) -> None:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from steps.plan import make_plan
+    from steps.plan import make_plan, read_selection
     from steps.runstate import write_plan
     from steps.store import open_store
 
     output_store = open_store(a.output)
     plan = make_plan(open_store(a.input), a.output, a.run_id, shard_seconds=a.shard_seconds, max_shards=a.max_shards,
-                     only_new=a.only_new == "true", output_store=output_store)
+                     only_new=a.only_new == "true", output_store=output_store,
+                     include=read_selection(output_store, a.run_id))
     shards = write_plan(plan, output_store)
     total = sum(f.duration_s or 0 for f in plan.files)
     say(f"planned {len(plan.files)} audio file(s), {total:.0f} s of audio, in {len(shards)} shard(s)")
@@ -54,17 +57,29 @@ def cmd_plan(a: argparse.Namespace) -> int:
         say(f"ignored: {entry['input']}: {entry['reason']}")
     for entry in plan.rejected:
         say(f"FAILED  {entry['input']}: {entry['reason']}")
+    emit("plan", "planned", files=len(plan.files), cached=plan.already_processed, ignored=len(plan.ignored),
+         shards=len(shards), audio_s=round(total, 2))
+    for entry in plan.rejected:  # inputs that failed before any step could take them
+        emit("plan", "file_done", input=entry["input"], status="failed", error=f"{entry['input']}: {entry['reason']}")
     _write_output(a.shards_file, json.dumps(shards))
     return 0
 
 
 def cmd_transcribe(a: argparse.Namespace) -> int:
+    from steps import decode_options as opts
     from steps.transcribe import TranscribeOptions, _pick_device, run_shard
 
     device = _pick_device(a.device)
     engine = a.engine if a.engine != "auto" else ENGINE_GPU if device == "cuda" else ENGINE_CPU
-    options = TranscribeOptions(language=a.language or None, beam_size=a.beam_size, best_of=a.beam_size, vad=not a.no_vad,
-                                vad_method=a.vad_method, engine=engine)
+    if a.beam_size < 1:
+        raise ValueError(f"--beam-size {a.beam_size}: must be at least 1")
+    options = TranscribeOptions(language=opts.parse_language(a.language), task=opts.parse_task(a.task),
+                                beam_size=a.beam_size, best_of=a.beam_size, vad=a.vad == "true", vad_method=a.vad_method,
+                                engine=engine, output_formats=opts.parse_output_formats(a.output_format),
+                                initial_prompt=a.initial_prompt or None, word_timestamps=a.word_timestamps == "true",
+                                temperature=opts.temperatures(a.temperature, a.temperature_increment_on_fallback))
+
+    warned: set[str] = set()
 
     def progress(r) -> None:
         if r.status == "succeeded":
@@ -72,6 +87,10 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
             say(f"ok      {r.input} ({how})", flush=True)
         else:
             say(f"FAILED  {r.error}", flush=True)
+        for w in r.warnings:  # a warning about the run (the model) is said once, not for every file
+            if w not in warned:
+                warned.add(w)
+                say(f"warning: {r.input}: {w}", flush=True)
 
     result = run_shard(a.output, a.run_id, a.shard, a.model, options, device=device, threads=a.threads, progress=progress,
                        batch_size=a.batch_size)
@@ -82,6 +101,7 @@ def cmd_transcribe(a: argparse.Namespace) -> int:
 
 def cmd_summarize(a: argparse.Namespace) -> int:
     from steps.llm import LLMSettings
+    from steps.records import summary_warnings
     from steps.summarize import run_step
     from steps.urls import BASIC_AUTH_ENV, parse_userinfo, redact_url, split_credentials
 
@@ -111,6 +131,8 @@ def cmd_summarize(a: argparse.Namespace) -> int:
         if r.status == "succeeded":
             ttft = (r.metrics or {}).get("ttft_s")
             say(f"ok      {r.input} ({'cached' if r.cached else f'TTFT {ttft:.2f}s'})", flush=True)
+            for w in summary_warnings(r.metrics):
+                say(f"warning: {r.input}: {w}", flush=True)
         else:
             say(f"FAILED  {r.error}", flush=True)
 
@@ -125,8 +147,8 @@ def cmd_report(a: argparse.Namespace) -> int:
     from steps.store import open_store
 
     report = run_step(a.output, a.run_id)
+    store = open_store(a.output)
     if a.artifacts_dir:  # what the Argo UI shows: report.json and summary.md as artifacts, the line as a parameter
-        store = open_store(a.output)
         data = report.to_dict()
         _write_output(f"{a.artifacts_dir}/report.json", report.to_json())
         _write_output(f"{a.artifacts_dir}/summary.md", markdown_summary(data, store.uri))
@@ -136,6 +158,7 @@ def cmd_report(a: argparse.Namespace) -> int:
         if f.status != "succeeded":
             say(f"FAILED  {f.error}")
     say(f"{t['succeeded']}/{t['files']} file(s) succeeded; report: {layout.REPORT}")
+    emit("report", "report", succeeded=t["succeeded"], failed=t["failed"], path=store.uri(layout.REPORT))
     return 1 if t["failed"] else 0
 
 
@@ -143,6 +166,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2, which the pipeline would retry: usage errors are final
         self.print_usage(sys.stderr)
         self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def _switch(sp: argparse.ArgumentParser, name: str, help: str) -> None:
+    """``--NAME`` / ``--no-NAME``, and ``--NAME true|false`` for a workflow parameter; on by default."""
+    dest = name.replace("-", "_")
+    sp.add_argument(f"--{name}", dest=dest, nargs="?", const="true", default="true", choices=["true", "false"],
+                    help=f"{help} (default: true)")
+    sp.add_argument(f"--no-{name}", dest=dest, action="store_const", const="false", help=f"same as --{name} false")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,9 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=DEFAULT_MODEL, help="whisper name, checkpoint path, or CTranslate2 dir")
     sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    sp.add_argument("--language", default=None)
+    sp.add_argument("--language", default=None, help="ISO code or name (fr, French); auto or empty: detect "
+                    "(English-only .en models always transcribe English, with a warning when asked for another)")
+    sp.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+                    help="translate: speech in any language to English text (multilingual models only)")
     sp.add_argument("--beam-size", type=int, default=BEAM_SIZE)
-    sp.add_argument("--no-vad", action="store_true", help="decode the whole file, silence included")
+    _switch(sp, "vad", "decode only spans with sound (--no-vad: the whole file, silence included)")
+    sp.add_argument("--output-format", default=OUTPUT_FORMAT, metavar="FORMATS",
+                    help="whisper's writers, comma-separated: txt, srt, vtt, tsv, json, or all (txt is always "
+                         "written: the summary is made from it)")
+    sp.add_argument("--initial-prompt", default="", help="text to condition the first window on (names, spelling)")
+    _switch(sp, "word-timestamps", "word-level timestamps in the json output (also lets whisper skip "
+            "hallucinated silences)")
+    sp.add_argument("--temperature", type=float, default=TEMPERATURE, help="sampling temperature of the first decode")
+    sp.add_argument("--temperature-increment-on-fallback", type=float, default=TEMPERATURE_INCREMENT_ON_FALLBACK,
+                    metavar="STEP", help="temperature step on fallback, up to 1.0 (0: no fallback)")
     sp.add_argument("--vad-method", default=VAD_METHOD, choices=["energy", "silero"],
                     help="speech segmenter: a level gate, or the Silero VAD model")
     sp.add_argument("--engine", default="auto", choices=["auto", "batched", "sequential"],

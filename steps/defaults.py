@@ -15,6 +15,11 @@ from __future__ import annotations
 SHARD_SECONDS = 1800
 #: Cap on shards, i.e. on Whisper pods (Kueue Workloads, Argo nodes) per run.
 MAX_SHARDS = 64
+#: What one file costs beyond its audio, in seconds of audio: shards are balanced by audio seconds plus this per
+#: file, so 300 one-second clips are not one shard. bench/per_file_overhead.py (2 CPU cores): a one-second clip
+#: costs 1.4 s (sequential) to 2.6 s (batched) of wall time where the engines run about 10x real time, i.e.
+#: 15-25 s of audio; the lower end is taken.
+FILE_COST_S = 15.0
 
 # --- transcribe --------------------------------------------------------------------------------------------------
 #: Whisper beam width (``best_of`` follows it); 1 is greedy, about 2x faster.
@@ -36,12 +41,20 @@ VAD_MIN_SPEECH_S = 0.2
 VAD_METHOD = "energy"
 #: Transcription engine of ``TranscribeOptions`` built directly: "sequential" (file after file, whisper's own
 #: loop) or "batched" (``steps.batched``: chunks of every file of the shard decoded together).
-ENGINE = "sequential"
-#: What ``kubescribe-step transcribe --engine auto`` picks, per device. The batched engine measured 4.5x faster
-#: than sequential on this 2-core CPU (bench/README.md, one run on a loaded machine), but it is not yet measured on
-#: a GPU nor put through the hostile-input suite end to end: it stays opt-in (``--engine batched``) until it is.
-ENGINE_CPU = "sequential"
-ENGINE_GPU = "sequential"
+ENGINE = "batched"
+#: What ``kubescribe-step transcribe --engine auto`` picks, per device: the numbers picked batched on both
+#: (bench/README.md). H200, tiny.en, 16 files / 46.7 min, one run: batched 72.6 RTFx vs sequential 33.2 (2.19x)
+#: and one process per file 11.9 (6.1x), WER 0.0638 vs 0.0608. 2-core CPU (quiet): 1.22x sequential, lower WER.
+ENGINE_CPU = "batched"
+ENGINE_GPU = "batched"
+
+#: What ``kubescribe-step transcribe --output-format`` writes by default: whisper's writers, by name (``all``: txt,
+#: srt, vtt, tsv and json). txt is written whatever is asked: the summary is made from it.
+OUTPUT_FORMAT = "txt,srt,vtt,json"
+#: Whisper's sampling temperature, and the step up to 1.0 on fallback (whisper's ``--temperature`` and
+#: ``--temperature_increment_on_fallback``): 0.0 and 0.2 give (0.0, 0.2, ..., 1.0).
+TEMPERATURE = 0.0
+TEMPERATURE_INCREMENT_ON_FALLBACK = 0.2
 
 # --- summarize ---------------------------------------------------------------------------------------------------
 #: The model's context window per request (for llama-server: per slot); drives map-reduce.

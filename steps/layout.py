@@ -2,7 +2,7 @@
 
 ```
 report.json                                  the run report (the output contract)
-transcripts/<stem>.{txt,srt,vtt,json}        whisper's own writers
+transcripts/<stem>.{txt,srt,vtt,json}        whisper's own writers (--output-format; tsv too)
 summaries/<stem>.{json,md}                   LLM summary: structured (README "Summary JSON") and rendered
 .kubescribe/runs/<run-id>/plan.json          the shard plan (too big for an Argo parameter at 10k files)
 .kubescribe/runs/<run-id>/transcribe/<n>.json  per-shard results
@@ -19,7 +19,9 @@ import hashlib
 from collections import Counter
 from pathlib import PurePosixPath
 
-TRANSCRIPT_FORMATS = ("txt", "srt", "vtt", "json")
+TRANSCRIPT_FORMATS = ("txt", "srt", "vtt", "json")  # written by default; report.json always has these keys
+#: Every transcript format whisper writes (``--output-format all``); tsv only when asked for.
+WHISPER_FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 SUMMARY_FORMATS = ("md", "json")
 # Longest name component we write: below NAME_MAX (255 bytes) with room for ".json" and the ".<name>.XXXX.tmp"
 # of an atomic write.
@@ -52,8 +54,8 @@ def transcript(stem: str, fmt: str) -> str:
     return f"transcripts/{stem}.{fmt}"
 
 
-def transcripts(stem: str) -> dict[str, str]:
-    return {fmt: transcript(stem, fmt) for fmt in TRANSCRIPT_FORMATS}
+def transcripts(stem: str, formats: tuple[str, ...] = TRANSCRIPT_FORMATS) -> dict[str, str]:
+    return {fmt: transcript(stem, fmt) for fmt in formats}
 
 
 def summary(stem: str) -> str:
@@ -94,7 +96,7 @@ def _clashes(names: list[str]) -> set[int]:
     folded = [n.casefold() for n in names]
     counts = Counter(folded)
     folders = {str(parent) for n in folded for parent in PurePosixPath(n).parents if str(parent) != "."}
-    suffixes = [f".{ext}" for ext in (*TRANSCRIPT_FORMATS, *SUMMARY_FORMATS)]
+    suffixes = [f".{ext}" for ext in (*WHISPER_FORMATS, *SUMMARY_FORMATS)]
     return {i for i, n in enumerate(folded) if counts[n] > 1 or any(n + s in folders for s in suffixes)}
 
 

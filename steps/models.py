@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steps.markers import file_sha256
+from steps.store import file_mode
 
 if TYPE_CHECKING:
     import whisper
@@ -75,13 +76,27 @@ class ModelError(RuntimeError):
 
 
 def model_cache_dir() -> Path:
-    """Where converted and downloaded checkpoints are kept: ``$KUBESCRIBE_MODEL_CACHE``,
-    else ``~/.cache/kubescribe/models``. Point it at a shared volume or a directory baked
-    into the image to avoid converting or downloading in every pod."""
+    """Where converted and downloaded checkpoints are kept: ``$KUBESCRIBE_MODEL_CACHE``, else
+    ``$XDG_CACHE_HOME/kubescribe/models``, else ``~/.cache/kubescribe/models``. Point it at a shared volume or a
+    directory baked into the image to avoid converting or downloading in every pod. Pods run with ``HOME=/tmp``:
+    the local runner names the user's cache explicitly (``KUBESCRIBE_MODEL_CACHE``) so that never leaks into
+    a local run."""
     env = os.environ.get("KUBESCRIBE_MODEL_CACHE")
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "kubescribe" / "models"
+    return user_cache_dir() / "kubescribe" / "models"
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME`` (when absolute, as the XDG spec requires), else ``~/.cache``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+
+
+def whisper_download_root() -> Path:
+    """Where openai-whisper itself downloads checkpoints (``whisper.load_model``'s default): reused, never
+    fetched again."""
+    return user_cache_dir() / "whisper"
 
 
 def resolve_checkpoint(spec: str, cache_dir: Path | None = None) -> Path:
@@ -164,6 +179,8 @@ def load_model(
         model = whisper.load_model(str(path), device=device, download_root=str(cache))
         heads = _stored_heads(path) or whisper._ALIGNMENT_HEADS.get(spec)
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError, OSError) as exc:
+        if _device_problem(exc):  # the file is fine: advice about checkpoint formats would mislead
+            raise ModelError(f"cannot load model {spec!r} onto {device}: {exc}") from exc
         raise ModelError(
             f"cannot load model {spec!r} from {path}: {exc}. Pass an openai-whisper checkpoint "
             "(a .pt holding 'dims' and 'model_state_dict') or a CTranslate2 model directory"
@@ -172,6 +189,16 @@ def load_model(
         model.set_alignment_heads(heads)
         model.to(device)  # the new buffer is created on the CPU
     return model
+
+
+_DEVICE_ERRORS = re.compile(r"out of memory|CUDA|cuDNN|CUBLAS|device-side|no kernel image|NVML", re.I)
+
+
+def _device_problem(exc: BaseException) -> bool:
+    """The load failed on the device (out of memory, no usable GPU or slice), not because of the file."""
+    return type(exc).__name__ in ("OutOfMemoryError", "AcceleratorError") or (
+        isinstance(exc, RuntimeError) and not isinstance(exc, pickle.UnpicklingError)
+        and bool(_DEVICE_ERRORS.search(str(exc))))
 
 
 def checkpoint_id(path: Path) -> str:
@@ -233,6 +260,10 @@ def _downloaded(name: str, cache: Path) -> Path:
     target = cache / url.rsplit("/", 1)[-1]
     if target.is_file() and checkpoint_id(target) == expected:
         return target
+    theirs = whisper_download_root() / target.name  # downloaded by whisper itself (the `whisper` CLI)
+    with contextlib.suppress(OSError):
+        if theirs.is_file() and checkpoint_id(theirs) == expected:
+            return theirs
     with _locked(target):
         try:
             return Path(whisper._download(url, str(cache), in_memory=False))
@@ -287,7 +318,7 @@ def _replacing(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would lock out pods running as other users
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would lock out other users and pods (steps.store.file_mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

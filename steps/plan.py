@@ -3,6 +3,11 @@
 One pod handles one shard, so the Whisper model is loaded once per shard rather than once per file, and the
 number of pods (Kueue Workloads, Argo nodes) stays bounded at 10,000 files. The plan itself lives in the store
 (``steps/runstate.py``); only the list of shard numbers travels as an Argo parameter, far below its 256 KB limit.
+
+A run may plan a selection instead of the whole input prefix: when the run's state holds ``inputs.json``
+(:func:`selection_key`, written by whoever starts the run, e.g. ``kubescribe run a.wav calls/``) it lists keys
+relative to ``--input`` and folders (``calls/``) under it; only those are listed, and input names stay relative to
+``--input`` as for a whole-prefix run.
 """
 
 from __future__ import annotations
@@ -14,10 +19,51 @@ from concurrent.futures import ThreadPoolExecutor
 
 from steps import layout
 from steps.audio import is_audio_name, probe_duration
-from steps.defaults import MAX_SHARDS, SHARD_SECONDS
+from steps.defaults import FILE_COST_S, MAX_SHARDS, SHARD_SECONDS
 from steps.markers import input_sha256, is_processed
 from steps.records import Plan, PlannedFile
 from steps.store import LocalStore, Obj, ObjectError, Store
+
+
+def selection_key(run_id: str) -> str:
+    """Where a run's input selection is kept in the output store: ``{"include": ["a.wav", "calls/"]}``."""
+    return f"{layout.run_prefix(run_id)}/inputs.json"
+
+
+def read_selection(output_store: Store, run_id: str) -> list[str] | None:
+    """The run's input selection, or None (plan the whole input prefix)."""
+    import json
+
+    if not output_store.exists(selection_key(run_id)):
+        return None
+    try:
+        include = json.loads(output_store.read_text(selection_key(run_id)))["include"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{selection_key(run_id)} is not a valid input selection: {e}") from None
+    return [str(k) for k in include]
+
+
+def list_inputs(store: Store, include: list[str] | None = None) -> list[Obj]:
+    """Every entry under the input prefix (``include`` None), or only the selected keys and folders, sorted by key.
+    A selected key that does not exist is listed with a problem (it fails alone, named)."""
+    if include is None:
+        return list(store.list())
+    found: dict[str, Obj] = {}
+    folders: dict[str, dict[str, Obj]] = {}  # S3: one listing per parent prefix
+    for entry in include:
+        if entry.endswith("/") or entry == "":
+            for o in store.list(entry.rstrip("/")):
+                found.setdefault(o.key, o)
+            continue
+        if isinstance(store, LocalStore):
+            o = store._entry(store.path(entry))
+        else:
+            parent = entry.rsplit("/", 1)[0] if "/" in entry else ""
+            if parent not in folders:
+                folders[parent] = {o.key: o for o in store.list(parent)}
+            o = folders[parent].get(entry) or Obj(entry, 0, problem="no such object")
+        found.setdefault(o.key, o)
+    return sorted(found.values(), key=lambda o: o.key)
 
 
 def balance(weights: list[float], n_shards: int) -> list[list[int]]:
@@ -43,8 +89,9 @@ def make_plan(
     probe_workers: int = 8,
     only_new: bool = False,
     output_store: Store | None = None,
+    include: list[str] | None = None,
 ) -> Plan:
-    objects = list(input_store.list())
+    objects = list_inputs(input_store, include)
     ignored, rejected, audio = [], [], []
     for o in objects:
         if o.problem and (not is_audio_name(o.key) or o.key.endswith("/") or "hidden" in o.problem):
@@ -80,7 +127,7 @@ def make_plan(
     for f in files:
         groups[f.content or f"#{f.index}"].append(f.index)
     units = list(groups.values())
-    weights = [files[u[0]].weight for u in units]
+    weights = [files[u[0]].weight + FILE_COST_S * len(u) for u in units]  # audio + fixed work per file
     total = sum(weights)
     n = min(len(units), max(1, max_shards), max(1, math.ceil(total / max(shard_seconds, 1.0))))
     shards = [sorted(i for u in shard for i in units[u]) for shard in balance(weights, n)] if units else []

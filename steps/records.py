@@ -103,6 +103,9 @@ class FileResult:
     cached: bool = False
     bad_input: bool = False  # the file itself is not usable audio: retrying the same bytes cannot help
     digests: dict[str, str] = field(default_factory=dict)  # sha256 of each output as written: proof of ownership
+    # What the user should know about this transcript (an English-only model asked for another language, speech
+    # it did not understand...): carried to the report and the file_done event.
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -155,6 +158,15 @@ def transcripts_by_input(plan: Plan, shard_results: dict[int, ShardResult | None
 
 
 # --- summarize ----------------------------------------------------------------------------------------------------
+
+#: The warning of a summary whose answer was cut at the output-token limit (``finish_reason`` "length"): in the
+#: summary_done event and the file's ``warnings`` in report.json (its JSON has ``truncated``, its markdown a note).
+SUMMARY_TRUNCATED = "summary cut at the output-token limit: it may be incomplete (raise --max-output-tokens)"
+
+
+def summary_warnings(metrics: dict[str, Any] | None) -> list[str]:
+    """The warnings of one summary record, from its metrics."""
+    return [SUMMARY_TRUNCATED] if (metrics or {}).get("truncated") else []
 
 
 @dataclass
@@ -212,6 +224,7 @@ class ReportEntry:
     transcribe: dict[str, Any] | None
     summary: dict[str, Any] | None
     bad_input: bool
+    warnings: list[str] = field(default_factory=list)  # transcription and summary warnings (never failures)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 from steps import __version__, layout
 from steps.markers import holds, mark_processed
 from steps.records import (FileResult, Plan, PlannedFile, ReportEntry, RunReport, ShardResult, Status, SummaryRecord,
-                           transcripts_by_input)
+                           summary_warnings, transcripts_by_input)
 from steps.runstate import read_plan, read_shard_results, read_summarize_result, write_report
 from steps.store import Store, open_store
 
@@ -55,6 +55,7 @@ def _entry(f: PlannedFile, t: FileResult | None, s: SummaryRecord | None, overwr
     done = s is not None and s.status == Status.SUCCEEDED
     outputs["summary"] = s.output if done else None
     outputs["summary_json"] = s.json_output if done else None
+    warnings = [*(t.warnings if t is not None else []), *(summary_warnings(s.metrics) if done else [])]
     return ReportEntry(
         input=f.input,
         status=Status.FAILED if errors else Status.SUCCEEDED,
@@ -67,6 +68,7 @@ def _entry(f: PlannedFile, t: FileResult | None, s: SummaryRecord | None, overwr
                                            "speech_s": t.speech_s, "sha256": t.sha256, "bad_input": t.bad_input},
         summary=None if s is None else {"cached": s.cached, **(s.metrics or {})},
         bad_input=bool(t and t.bad_input),
+        warnings=warnings,
     )
 
 
@@ -80,6 +82,7 @@ def _totals(plan: Plan, files: list[ReportEntry], shard_results: list[ShardResul
         "succeeded": sum(f.status == Status.SUCCEEDED for f in files),
         "failed": sum(f.status == Status.FAILED for f in files),
         "transcripts_cached": sum(bool(f.transcribe and f.transcribe["cached"]) for f in files),
+        "files_with_warnings": sum(bool(f.warnings) for f in files),
         "summaries_cached": sum(bool(f.summary and f.summary["cached"]) for f in files),
         "audio_seconds": sum(f.duration_s or 0 for f in files),
         "shards": len(plan.shards),
@@ -103,6 +106,7 @@ def _summary_quality(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "summary_formats": formats,
         "summaries_low_confidence": sum(s.get("confidence") == "low" for s in summaries),
         "summaries_retried": sum(bool(s.get("retried")) for s in summaries),
+        "summaries_truncated": sum(bool(s.get("truncated")) for s in summaries),
         "summary_facts_checked": sum(s.get("facts_checked") or 0 for s in summaries),
         "summary_ungrounded": sum(s.get("ungrounded") or 0 for s in summaries),
         "summary_unsupported": sum(s.get("unsupported") or 0 for s in summaries),

@@ -86,6 +86,20 @@ class Store:
         self.write_bytes(key, text.encode("utf-8"), content_type)
 
 
+def file_mode() -> int:
+    """The mode a new file gets from ``open()`` under this process's umask (0644 under the usual 022).
+    ``mkstemp`` creates 0600 whatever the umask: an atomic write chmods its temp file to this before the rename,
+    so outputs are as readable as any other file the user writes. Read from /proc (``os.umask`` can only be
+    read by setting it, which races with other threads); the umask dance where /proc has no Umask line."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _clean_key(key: str) -> str:
     parts = [p for p in key.split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -180,6 +194,7 @@ class LocalStore(Store):
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, file_mode())
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -17,16 +17,22 @@ import time
 
 from steps import layout
 from steps.deadlines import Deadline
+from steps.events import emit
 from steps.llm import (PROMPT_VERSION, BudgetExhausted, LLMClient, LLMError, LLMSettings, Summary, step_budget,
                        summarize_all)
 from steps.markers import read_marker, summary_key, write_marker, write_outputs
-from steps.records import Status, SummarizeResult, SummaryRecord, transcripts_by_input
+from steps.records import Status, SummarizeResult, SummaryRecord, summary_warnings, transcripts_by_input
 from steps.runstate import read_plan, read_shard_results, write_summarize_result
 from steps.store import open_store
 from steps.urls import redact_url
 
 _MARKDOWN = "text/markdown; charset=utf-8"
 _JSON = "application/json"
+
+
+def _done(r: SummaryRecord) -> None:
+    status = "failed" if r.status == Status.FAILED else "cached" if r.cached else "succeeded"
+    emit("summarize", "summary_done", input=r.input, status=status, error=r.error, warnings=summary_warnings(r.metrics))
 
 
 def _outputs(stem: str, markdown: str, document: str) -> dict[str, tuple[str, str, str]]:
@@ -84,6 +90,7 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
         if marker is not None:
             digests = write_outputs(store, _outputs(f.stem, marker["text"], marker["json"]), keep_identical=True)
             records[f.input] = _record(f.input, f.stem, digests, marker.get("metrics"), cached=True)
+            _done(records[f.input])
         else:
             pending[f.input] = text
 
@@ -105,6 +112,7 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
                          {"input": name, "outputs": [layout.summary(stems[name]), layout.summary_json(stems[name])],
                           "metrics": metrics, "text": text, "json": doc})
             records[name] = _record(name, stems[name], digests, metrics, cached=False)
+        _done(records[name])
         if progress:
             progress(records[name])
 
@@ -118,7 +126,8 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
         for name, error in down.items():
             record(name, error)
     else:
-        summarize_all(settings, pending, on_result=record, budget=budget)
+        summarize_all(settings, pending, on_result=record, budget=budget,
+                      on_start=lambda name: emit("summarize", "summary_started", input=name))
 
     ordered = [records[f.input] for f in plan.files]
     write_summarize_result(store, run_id, SummarizeResult(files=ordered, url=redact_url(settings.url),

@@ -3,7 +3,9 @@
 Per file: hash the audio; when a marker for (content, model, options) exists, the transcript is known: outputs
 that are missing or that differ from it (another input wrote the same name, or another run) are rewritten from
 the marker, never trusted by their presence. Otherwise stream-decode the file in bounded windows, gate silence,
-transcribe, write txt/srt/vtt/json with whisper's own writers, then the marker. A file that cannot be decoded,
+transcribe, write the asked-for formats (txt/srt/vtt/tsv/json) with whisper's own writers, then the marker. Watchers
+learn progress from structured events (``steps/events.py``: ``file_started``, ``file_progress`` per window,
+``file_done`` with the file's warnings), never from the log lines. A file that cannot be decoded,
 read or transcribed fails alone; the shard goes on. Only infrastructure faults (store or model unusable) fail
 the whole step, so that Argo's retry can deal with them. The shard's result is rewritten as each file starts
 and ends, so a pod that dies names the file it was on and keeps what it finished.
@@ -15,15 +17,17 @@ import contextlib
 import io
 import logging
 import math
+import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from steps import layout
+from steps import decode_options, layout
 from steps.audio import SAMPLE_RATE, AudioError, speech_regions, stream_audio
 from steps.defaults import (BEAM_SIZE, ENGINE, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S,
                             VAD_THRESHOLD_DBFS)
+from steps.events import emit
 from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, ShardResult, Status
 from steps.runstate import read_plan, write_shard_result
@@ -71,9 +75,17 @@ class TranscribeOptions:
     window_s: float = 600.0  # audio per model.transcribe call: bounds memory whatever the file's length
     vad_method: str = VAD_METHOD  # "energy" (level gate) or "silero" (neural VAD), see steps.vad
     engine: str = ENGINE  # "sequential" (file by file) or "batched" (steps.batched); outputs may differ slightly
+    # Which of whisper's writers run (steps.decode_options.parse_output_formats). Not part of the cache key: a
+    # cached transcript is rendered again in whatever formats are asked for.
+    output_formats: tuple[str, ...] = layout.TRANSCRIPT_FORMATS
+
+    def __post_init__(self) -> None:
+        if (self.language or "").strip().lower() in ("", "auto"):  # "auto" (the CLI's default) means detect
+            object.__setattr__(self, "language", None)
 
     def cache_fields(self) -> dict[str, Any]:
         fields = asdict(self)
+        del fields["output_formats"]
         # Fields added after the first release are left out at the value that reproduces the old transcripts, so
         # the cache keys of existing results do not change.
         if fields["vad_method"] == "energy":
@@ -83,21 +95,24 @@ class TranscribeOptions:
         return fields
 
 
-def render_outputs(result: dict[str, Any], stem: str) -> dict[str, tuple[str, str, str]]:
-    """``{fmt: (key, text, content type)}`` of a whisper result, rendered by whisper's own ResultWriter classes."""
-    from whisper.utils import WriteJSON, WriteSRT, WriteTXT, WriteVTT
+def render_outputs(result: dict[str, Any], stem: str, formats: tuple[str, ...] | None = None
+                   ) -> dict[str, tuple[str, str, str]]:
+    """``{fmt: (key, text, content type)}`` of a whisper result, rendered by whisper's own writers
+    (``whisper.utils.get_writer``)."""
+    from whisper.utils import get_writer
 
     writer_options = {"max_line_width": None, "max_line_count": None, "highlight_words": False, "max_words_per_line": None}
     rendered = {}
-    for fmt, writer_cls in (("txt", WriteTXT), ("srt", WriteSRT), ("vtt", WriteVTT), ("json", WriteJSON)):
+    for fmt in formats or layout.TRANSCRIPT_FORMATS:
         buf = io.StringIO()
-        writer_cls(".").write_result(result, buf, writer_options)
+        get_writer(fmt, ".").write_result(result, buf, writer_options)
         rendered[fmt] = (layout.transcript(stem, fmt), buf.getvalue(), _content_type(fmt))
     return rendered
 
 
 def _content_type(fmt: str) -> str:
-    return {"json": "application/json", "vtt": "text/vtt", "srt": "application/x-subrip"}.get(fmt, "text/plain") + (
+    return {"json": "application/json", "vtt": "text/vtt", "srt": "application/x-subrip",
+            "tsv": "text/tab-separated-values"}.get(fmt, "text/plain") + (
         "; charset=utf-8" if fmt != "json" else ""
     )
 
@@ -108,14 +123,35 @@ class Transcriber:
     def __init__(self, model_spec: str, options: TranscribeOptions, device: str = "auto", threads: int = 0):
         from steps.models import checkpoint_id, resolve_checkpoint
 
-        self.options = options
         self.device = _pick_device(device)
         self.threads = threads
         self.checkpoint = resolve_checkpoint(model_spec)
         self.model_spec = model_spec
         self.model_id = checkpoint_id(self.checkpoint)
         self._model = None
+        self._english: bool | None = None
         self.load_seconds: float | None = None
+        # What was asked may not be what an English-only model can do: the options used (and keyed) are what it
+        # does, and ``warnings`` (carried by every file's result) says what was not honoured.
+        self.warnings: list[str] = []
+        if options.language not in (None, "en") or options.task != "transcribe":
+            language, self.warnings = decode_options.for_model(options.language, options.task, self.english,
+                                                               model_spec)
+            options = replace(options, language=language)
+        self.options = options
+
+    @property
+    def english(self) -> bool:
+        """True for an English-only model (tiny.en...), which can neither detect nor translate."""
+        if self._english is None:
+            self._english = decode_options.english_only(self.model_spec, self.checkpoint)
+        return self._english
+
+    def file_warnings(self, result: dict[str, Any]) -> list[str]:
+        """The run's warnings, and those about this transcript (speech an English-only model did not understand)."""
+        if not result.get("segments"):  # nothing heard: nothing to judge (and no need to inspect the model)
+            return list(self.warnings)
+        return [*self.warnings, *decode_options.speech_warnings(result, self.english, self.model_spec)]
 
     @property
     def model(self):
@@ -135,8 +171,9 @@ class Transcriber:
         """A whole (short) recording already in memory: one window."""
         return self.transcribe_blocks([audio])
 
-    def transcribe_blocks(self, blocks) -> dict[str, Any]:
-        """A recording as a stream of sample blocks, transcribed window by window (see ``steps.windows``)."""
+    def transcribe_blocks(self, blocks, on_window=None) -> dict[str, Any]:
+        """A recording as a stream of sample blocks, transcribed window by window (see ``steps.windows``);
+        ``on_window(done_s)`` is called after each window with the seconds of audio done."""
         parts = []
         language = self.options.language
         for offset_s, audio in windows(blocks, self.options.window_s):
@@ -144,6 +181,8 @@ class Transcriber:
             if result["segments"]:
                 language = language or result.get("language")  # what whisper detected first holds for the file
                 parts.append((offset_s, result))
+            if on_window:
+                on_window(offset_s + audio.size / SAMPLE_RATE)
         return merge_results(parts, language or self.options.language or _model_language(self.model))
 
     def transcribe_window(self, audio, language: str | None) -> dict[str, Any]:
@@ -227,10 +266,12 @@ def _pick_device(device: str) -> str:
 
 
 def transcribe_file(
-    transcriber: Transcriber, input_store: Store, output_store: Store, f: PlannedFile
+    transcriber: Transcriber, input_store: Store, output_store: Store, f: PlannedFile, shard: int | None = None
 ) -> FileResult:
+    """One file, start to end; ``file_started``/``file_progress`` events while it is decoded (not when cached)."""
     res = FileResult(input=f.input, stem=f.stem, status=Status.FAILED, duration_s=f.duration_s)
-    expected = layout.transcripts(f.stem)
+    formats = transcriber.options.output_formats
+    expected = layout.transcripts(f.stem, formats)
     t0 = time.perf_counter()
     try:
         with input_store.local_copy(f.input) as path:
@@ -240,9 +281,12 @@ def transcribe_file(
             marker = read_marker(output_store, marker_key, proof="result")
             if marker is not None:
                 res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
-                res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem), keep_identical=True)
+                res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, formats),
+                                            keep_identical=True)
                 res.status, res.outputs, res.cached = Status.SUCCEEDED, expected, True
+                res.warnings = transcriber.file_warnings(marker["result"])
                 return res
+            emit("transcribe", "file_started", input=f.input, shard=shard, duration_s=f.duration_s)
             samples = [0]
 
             def counted(blocks):
@@ -250,12 +294,17 @@ def transcribe_file(
                     samples[0] += b.size
                     yield b
 
+            def window_done(done_s: float) -> None:
+                emit("transcribe", "file_progress", input=f.input, shard=shard, done_s=round(done_s, 2),
+                     duration_s=f.duration_s)
+
             blocks = stream_audio(str(path), max_seconds=transcriber.options.max_audio_hours * 3600)
-            result = transcriber.transcribe_blocks(counted(blocks))
+            result = transcriber.transcribe_blocks(counted(blocks), on_window=window_done)
         res.duration_s = samples[0] / SAMPLE_RATE
         res.language = result.get("language")
         res.speech_s = sum(s["end"] - s["start"] for s in result.get("segments", []))
-        res.digests = write_outputs(output_store, render_outputs(result, f.stem))
+        res.warnings = transcriber.file_warnings(result)
+        res.digests = write_outputs(output_store, render_outputs(result, f.stem, formats))
         res.seconds = time.perf_counter() - t0
         res.rtf = res.seconds / res.duration_s if res.duration_s else None
         res.status, res.outputs = Status.SUCCEEDED, expected
@@ -272,7 +321,8 @@ def transcribe_file(
     except DecodeStalled as e:
         res.error = f"{f.input}: transcription stopped: {e}"
     except Exception as e:  # noqa: BLE001 - one file's failure must not lose the others
-        log.exception("transcription of %s failed", f.input)
+        # The error (with its type) is the file's result, printed once by the step; the traceback is for debugging.
+        log.debug("transcription of %s failed", f.input, exc_info=True)
         res.error = f"{f.input}: transcription failed: {type(e).__name__}: {e}"
     res.seconds = res.seconds if res.seconds is not None else time.perf_counter() - t0
     return res
@@ -308,38 +358,64 @@ def run_shard(
         shard_result.seconds = time.perf_counter() - t0
         write_shard_result(output_store, shard_result)
 
+    def finished(r: FileResult) -> None:
+        shard_result.files.append(r)
+        status = "failed" if r.status != Status.SUCCEEDED else "cached" if r.cached else "succeeded"
+        emit("transcribe", "file_done", input=r.input, shard=shard, status=status, error=r.error,
+             warnings=r.warnings, duration_s=r.duration_s)
+        if progress:
+            progress(r)
+
     if options.engine == "batched":
-        from steps.batched import BatchedEngine
-
-        in_flight: list[str] = []
-
-        def started(f: PlannedFile) -> None:
-            in_flight.append(f.input)
-            save(current=in_flight[0])
-
-        def done(r: FileResult) -> None:
-            if r.input in in_flight:
-                in_flight.remove(r.input)
-            shard_result.files.append(r)
-            save(current=in_flight[0] if in_flight else shard_result.current or "")
-            if progress:
-                progress(r)
-
-        engine = BatchedEngine(transcriber, batch_size=batch_size)
-        engine.run(files, input_store, output_store, on_done=done, on_start=started)
-        order = {f.input: i for i, f in enumerate(files)}
-        shard_result.files.sort(key=lambda r: order.get(r.input, len(order)))
-        shard_result.batch_sizes = engine.batch_sizes
-        shard_result.warmup_s = engine.warmup_s
-        save(current=None)
+        _run_batched(transcriber, files, input_store, output_store, shard, shard_result, save, finished, batch_size)
         return shard_result
     if options.engine != "sequential":
         raise ValueError(f"unknown engine {options.engine!r}: choose batched or sequential")
     for f in files:
         save(current=f.input)
-        r = transcribe_file(transcriber, input_store, output_store, f)
-        shard_result.files.append(r)
-        if progress:
-            progress(r)
+        finished(transcribe_file(transcriber, input_store, output_store, f, shard=shard))
     save(current=None)
     return shard_result
+
+
+def _run_batched(transcriber: Transcriber, files: list[PlannedFile], input_store: Store, output_store: Store,
+                 shard: int, shard_result: ShardResult, save, finished, batch_size: int) -> None:
+    """The shard through ``steps.batched`` (it renders through :func:`render_outputs` with the shard's formats);
+    reports chunks as they finish (``file_progress``, monotonic per file) and each file as it completes."""
+    from steps.batched import BatchedEngine
+
+    options = transcriber.options
+    in_flight: list[str] = []
+    done_s: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def started(f: PlannedFile) -> None:
+        in_flight.append(f.input)
+        emit("transcribe", "file_started", input=f.input, shard=shard, duration_s=f.duration_s)
+        save(current=in_flight[0])
+
+    def chunk_done(name: str, end_s: float, duration_s: float | None) -> None:  # worker threads: chunks finish
+        with lock:  # out of order; progress only moves forward
+            if end_s <= done_s.get(name, 0.0):
+                return
+            done_s[name] = end_s
+        emit("transcribe", "file_progress", input=name, shard=shard, done_s=round(end_s, 2), duration_s=duration_s)
+
+    def done(r: FileResult) -> None:
+        if r.input in in_flight:
+            in_flight.remove(r.input)
+        if r.status == Status.SUCCEEDED:
+            r.outputs = layout.transcripts(r.stem, options.output_formats)
+            marker = read_marker(output_store, layout.transcript_marker(
+                transcript_key(r.sha256 or "", transcriber.model_id, options.cache_fields())), proof="result")
+            r.warnings = transcriber.file_warnings(marker["result"] if marker else {})
+        finished(r)
+        save(current=in_flight[0] if in_flight else shard_result.current or "")
+
+    engine = BatchedEngine(transcriber, batch_size=batch_size)
+    engine.run(files, input_store, output_store, on_done=done, on_start=started, on_progress=chunk_done)
+    order = {f.input: i for i, f in enumerate(files)}
+    shard_result.files.sort(key=lambda r: order.get(r.input, len(order)))
+    shard_result.batch_sizes = engine.batch_sizes
+    shard_result.warmup_s = engine.warmup_s
+    save(current=None)

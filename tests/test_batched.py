@@ -122,10 +122,10 @@ def test_rerun_of_the_batched_engine_is_cached(shards):
 
 
 def test_the_engine_is_part_of_the_cache_key_and_old_keys_are_kept():
-    seq, bat = TranscribeOptions(), TranscribeOptions(engine="batched")
+    seq, bat = TranscribeOptions(engine="sequential"), TranscribeOptions()
     assert "engine" not in seq.cache_fields() and "vad_method" not in seq.cache_fields()
     assert transcript_key("0" * 64, "m", seq.cache_fields()) != transcript_key("0" * 64, "m", bat.cache_fields())
-    silero = TranscribeOptions(vad_method="silero")
+    silero = TranscribeOptions(engine="sequential", vad_method="silero")
     assert transcript_key("0" * 64, "m", seq.cache_fields()) != transcript_key("0" * 64, "m", silero.cache_fields())
 
 
@@ -163,3 +163,28 @@ def test_batched_beam_search_equals_one_at_a_time(tiny_model):
     batched = batch_decode(tiny_model, mels, options)
     single = [decode(tiny_model, m, options) for m in mels]
     assert [r.text for r in batched] == [r.text for r in single]
+
+
+def test_vectorized_search_gives_whisper_s_own_tokens():
+    """The batch decoder's timestamp rules and beam update (computed for all rows at once, steps.batch_decoder)
+    choose exactly the tokens whisper's row-by-row classes choose, chunk for chunk: beam 5 with and without
+    timestamps, on real and synthetic speech. (Sampling at a temperature uses whisper's own greedy decoder.)"""
+    import torch
+    import whisper
+
+    from steps.batch_decoder import batch_decode
+    from steps.models import load_model
+
+    model = load_model("tiny.en", device="cpu")
+    names = ["weather.wav", "budget.flac", "launch.mp3"]
+    audio = [load_audio(str(FIXTURES / "speech" / n)) for n in names] + [load_audio(str(SAMPLES / "jfk.flac"))]
+    mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(a), model.dims.n_mels) for a in audio])
+    for options in (whisper.DecodingOptions(beam_size=5, language="en", fp16=False),
+                    whisper.DecodingOptions(beam_size=5, language="en", fp16=False, without_timestamps=True)):
+        batched = batch_decode(model, mels, options)
+        single = [whisper.decode(model, mel, options) for mel in mels]
+        assert [r.tokens for r in batched] == [r.tokens for r in single]
+        assert any(r.tokens for r in batched) and all(r.text.strip() for r in batched)
+        assert [r.avg_logprob for r in batched] == pytest.approx([r.avg_logprob for r in single], abs=1e-4)
+    begin = whisper.tokenizer.get_tokenizer(False).timestamp_begin
+    assert not any(t >= begin for r in batched for t in r.tokens)  # the second pass really had no timestamps

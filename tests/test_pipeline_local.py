@@ -123,7 +123,9 @@ def test_run_against_s3_end_to_end(tmp_path, llama_server, s3_env):
     assert "your country" in txt.lower()
 
 
-def test_unreachable_llm_keeps_transcripts_and_says_why(tmp_path):
+def test_unreachable_llm_is_found_before_any_transcription(tmp_path):
+    """A dead --llm-url used to be found after every file was transcribed (exit 1); the preflight finds it first:
+    exit 2, one line naming the option and the endpoint, nothing transcribed."""
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(SAMPLES / "jfk.flac", src / "jfk.flac")
@@ -132,17 +134,16 @@ def test_unreachable_llm_keeps_transcripts_and_says_why(tmp_path):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     result = kubescribe("run", str(src), "--out", str(tmp_path / "out"), "--llm-url", url, "--llm-model", "m")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    (f,) = report["files"]
-    assert f["status"] == "failed" and f"127.0.0.1:{port}" in f["error"] and "jfk.flac" in f["error"]
-    assert (tmp_path / "out" / f["outputs"]["txt"]).read_text().strip()  # nothing lost
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --llm-url") and f"127.0.0.1:{port}" in line and "refused" in line
+    assert not (tmp_path / "out" / "transcripts").exists()
 
 
 def test_missing_audio_dir_is_a_usage_error(tmp_path):
     result = kubescribe("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--llm-url", "http://127.0.0.1:9/v1")
-    assert result.returncode == 2 and "audio directory not found" in result.stderr
+    assert result.returncode == 2 and "audio input not found" in result.stderr
 
 
 def test_unreachable_s3_is_a_clear_setup_error(tmp_path):

@@ -40,7 +40,9 @@ def test_plan_probes_durations_and_ignores_non_audio(tmp_path):
     assert plan.ignored == [{"input": "README.md", "reason": "not an audio file name"}]
     assert by_input["jfk.flac"].duration_s == pytest.approx(11.0, abs=0.1)
     assert by_input["nested/weather.wav"].stem == "nested/weather"
-    total = sum(f.duration_s for f in plan.files)
+    from steps.defaults import FILE_COST_S
+
+    total = sum(f.duration_s + FILE_COST_S for f in plan.files)  # audio plus each file's fixed cost
     assert len(plan.shards) == min(4, -(-int(total) // 20))
     assert sorted(i for s in plan.shards for i in s) == list(range(4))
 
@@ -70,3 +72,24 @@ def test_ten_thousand_files_fit_an_argo_parameter(tmp_path):
     assert (tmp_path / layout.plan("big")).stat().st_size > 256 * 1024  # the plan itself would not have fit
     loads = [sum(files[i].weight for i in s) for s in shards]
     assert max(loads) / min(loads) < 1.01  # balanced by duration, not by count
+
+
+def test_many_short_files_are_spread_by_their_fixed_cost_too(tmp_path):
+    """300 one-second clips once all landed in one shard (300 s of audio is far below a shard) and paid their fixed
+    work one after another while --parallelism sat unused: shards count each file's fixed cost as well."""
+    import numpy as np
+
+    from steps.defaults import FILE_COST_S
+    from tests.audio_support import write_wav
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        write_wav(src / f"clip{i:02d}.wav", np.full(16000, 0.01 * (i + 1), dtype=np.float32))
+    plan = make_plan(LocalStore(src), str(tmp_path / "out"), "r1", shard_seconds=20, max_shards=64)
+    audio_s = sum(f.duration_s for f in plan.files)
+    assert audio_s == pytest.approx(40, abs=1)
+    expected = -(-(audio_s + 40 * FILE_COST_S) // 20)  # ceil: audio alone would give 2 shards
+    assert len(plan.shards) == expected > 2
+    assert sorted(i for s in plan.shards for i in s) == list(range(40))
+    assert max(map(len, plan.shards)) - min(map(len, plan.shards)) <= 1

@@ -1,5 +1,5 @@
-"""What ``kubescribe run`` shows: progress bars from the runner's events and the steps' log lines, the report
-table, transcripts and summaries (``--show``), and what finished when a run broke off.
+"""What ``kubescribe run`` shows besides progress (``workflows/run_progress.py``): the report table, transcripts
+and summaries (``--show``), a failed step in one line, and what finished when a run broke off.
 
 Outside text (file names, paths, error messages, transcripts, summaries) is printed only through :func:`safe`.
 """
@@ -10,7 +10,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
 from rich.table import Table
 
 from steps.report_markdown import summary_line
@@ -32,38 +31,14 @@ def safe(text: object, multiline: bool = False) -> str:
     return escape("\n".join(show_control(line).replace("\\t", "\t") for line in str(text).split("\n")))
 
 
-class ProgressView:
-    """Turns runner events and step log lines into rich progress bars."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.tasks: dict[str, int] = {}
-        self.total_files: int | None = None
-
-    def bar(self, name: str, total: int | None = None) -> int:
-        if name not in self.tasks:
-            self.tasks[name] = self.progress.add_task(name, total=total)
-        return self.tasks[name]
-
-    def on_event(self, ev) -> None:
-        if ev.kind == "node-running" and ev.template == "plan":
-            self.bar("plan", total=1)
-        if ev.kind == "node-succeeded" and ev.template == "plan":
-            self.progress.update(self.bar("plan", total=1), completed=1)
-        if ev.kind in ("node-failed", "node-error") and ev.leaf:
-            self.progress.console.print(f"[red]step {safe(ev.node)} {ev.phase.lower()}[/red]: {safe(ev.message)}")
-
-    def on_log(self, node: str, line: str) -> None:
-        template = node.split("(")[0].split(".")[-1]
-        text = line.rstrip()
-        if template == "plan" and text.startswith("planned "):
-            self.total_files = int(text.split()[1])
-            for name in ("transcribe", "summarize"):
-                self.progress.update(self.bar(name, total=self.total_files), total=self.total_files)
-        if template in ("transcribe", "summarize") and (text.startswith("ok ") or text.startswith("FAILED")):
-            self.progress.advance(self.bar(template, total=self.total_files))
-        if text.startswith("FAILED") or text.startswith("error:"):
-            self.progress.console.print(f"[yellow]{safe(template)}[/yellow] {safe(text)}")
+def step_failed_line(ev) -> str | None:
+    """One line for a step that failed (a runner event), or None. The report step's exit 1 means "files failed"
+    (each is listed once with the report), not that the step failed."""
+    if ev.kind not in ("node-failed", "node-error") or not ev.leaf:
+        return None
+    if ev.template == "report" and "exit code 1)" in (ev.message or ""):
+        return None
+    return f"[red]step {safe(ev.node)} {ev.phase.lower()}[/red]: {safe(ev.message)}"
 
 
 def print_texts(report: dict, store) -> None:
@@ -79,22 +54,30 @@ def print_texts(report: dict, store) -> None:
 
 def print_report(report: dict, out: str) -> None:
     console_out = Console(emoji=False)
-    table = Table(title=f"kubescribe report ({safe(report['run_id'])})")
-    for col in ("input", "status", "audio s", "transcript", "summary"):
-        table.add_column(col, overflow="fold")
-    for f in report["files"]:
-        ok = f["status"] == "succeeded"
-        table.add_row(
-            safe(f["input"]),
-            "[green]succeeded[/green]" if ok else "[red]failed[/red]",
-            f"{f['duration_s']:.1f}" if f["duration_s"] else "-",
-            safe(f["outputs"]["txt"] or "-"),
-            safe(f["outputs"]["summary"] or "-"),
-        )
-    console_out.print(table)
+    rows = [(f["input"], f["status"], f"{f['duration_s']:.1f}" if f["duration_s"] else "-",
+             f["outputs"]["txt"] or "-", f["outputs"]["summary"] or "-") for f in report["files"]]
+    header = ("input", "status", "audio s", "transcript", "summary")
+    widths = [max([len(show_control(str(r[i]))) for r in rows] + [len(header[i])]) for i in range(len(header))]
+    title = f"kubescribe report ({safe(report['run_id'])})"
+    if sum(widths) + 3 * len(widths) + 1 <= console_out.width:  # the table fits: no cell is ever wrapped
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col, no_wrap=True)
+        for r in rows:
+            status = "[green]succeeded[/green]" if r[1] == "succeeded" else "[red]failed[/red]"
+            table.add_row(safe(r[0]), status, r[2], safe(r[3]), safe(r[4]))
+        console_out.print(table)
+    else:  # too narrow for a table: one line per file, long paths kept whole (the terminal wraps them)
+        console_out.print(title)
+        for name, status, audio, txt, summary in rows:
+            colour = "green" if status == "succeeded" else "red"
+            console_out.print(f"[{colour}]{status:<9}[/{colour}] {audio:>7}  {safe(name)}  →  {safe(txt)}, {safe(summary)}",
+                              soft_wrap=True)
     for f in report["files"]:
         if f["error"]:
-            console_out.print(f"[red]failed[/red] {safe(f['error'])}")
+            console_out.print(f"[red]failed[/red] {safe(f['error'])}", soft_wrap=True)
+        for w in f.get("warnings") or []:
+            console_out.print(f"[yellow]warning[/yellow] {safe(f['input'])}: {safe(w)}", soft_wrap=True)
     t = report["totals"]
     rtf = f", real-time factor {t['transcribe_rtf']:.3f}" if t["transcribe_rtf"] else ""
     ttft = f", mean TTFT {t['ttft_mean_s']:.2f} s" if t["ttft_mean_s"] else ""
@@ -117,16 +100,12 @@ def step_error(node) -> str:
     return f"{node.message}: {last[len('error: '):]}" if last else node.message
 
 
-def print_partial(result) -> None:
-    """What finished before a run broke off, from the steps' own output (the store may be unreachable)."""
-    done: dict[str, dict[str, None]] = {"transcribe": {}, "summarize": {}}
-    for node in result.nodes.values():
-        if node.log_path is not None and node.template in done:  # leaf attempts only, not fan-out groups
-            for line in (node.result or "").splitlines():
-                if line.startswith("ok "):  # "ok      calls/a.mp3 (3.1s, RTF 0.120)"
-                    done[node.template][line[3:].strip().rsplit(" (", 1)[0]] = None
+def print_partial(result, progress) -> None:
+    """What finished before a run broke off, from the steps' events (``progress``: a
+    :class:`~workflows.run_progress.RunProgress`; the store may be unreachable)."""
     for step, verb in (("transcribe", "transcribed"), ("summarize", "summarized")):
-        names = ", ".join(safe(n) for n in done[step]) or "nothing"
+        done = [name for name, status in progress.done[step].items() if status != "failed"]
+        names = ", ".join(safe(n) for n in done) or "nothing"
         console.print(f"{verb} before the run ended: {names}", soft_wrap=True)
     for name, node in result.nodes.items():
         if node.phase in ("Failed", "Error") and node.log_path:

@@ -21,8 +21,10 @@ from steps.defaults import (
     CONTEXT_TOKENS,
     MAX_OUTPUT_TOKENS,
     MAX_SHARDS,
+    OUTPUT_FORMAT,
     SHARD_SECONDS,
     SUMMARIZE_CONCURRENCY,
+    TEMPERATURE,
 )
 
 # Keys inside the Secrets the steps read (``kubectl create secret generic NAME --from-literal=<key>=...``).
@@ -73,6 +75,16 @@ class PipelineSettings(BaseModel):
     llm_model: str = "Qwen/Qwen3-8B"
     objective: str = Field("", description="x-gateway-inference-objective header; empty: not sent")
     beam_size: int = Field(BEAM_SIZE, ge=1, description="Whisper beam width; 1 is greedy (about 2x faster, see bench/)")
+    # Whisper's own options (kubescribe-step transcribe; steps/decode_options.py checks the values in the pod).
+    task: str = Field("transcribe", pattern=r"^(transcribe|translate)$",
+                      description="transcribe, or translate the speech to English (multilingual models only)")
+    output_format: str = Field(OUTPUT_FORMAT, description="whisper's writers, comma-separated: txt, srt, vtt, tsv, "
+                               "json, or all (txt is always written: the summary is made from it)")
+    initial_prompt: str = Field("", description="text to condition the first window on (names, spellings)")
+    word_timestamps: bool = Field(True, description="word-level timestamps (needed to skip hallucinated silences)")
+    temperature: float = Field(TEMPERATURE, ge=0.0, le=1.0, description="first sampling temperature (fallback "
+                               "steps of 0.2 up to 1.0)")
+    vad: bool = Field(True, description="decode only spans with sound; false: the whole file, silence included")
     shard_seconds: int = Field(SHARD_SECONDS, ge=1)
     max_shards: int = Field(MAX_SHARDS, ge=1, le=2000)
     only_new: bool = Field(False, description="plan only inputs without a finished result (scheduled runs)")

@@ -35,6 +35,7 @@ def summarize_all(
     items: Mapping[str, str],
     on_result: Callable[[str, Summary | LLMError], None] | None = None,
     budget: Deadline | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> dict[str, Summary | LLMError]:
     """Summarize many transcripts; at most ``settings.concurrency`` transcripts in flight.
 
@@ -45,6 +46,8 @@ def summarize_all(
     half-way then keeps what it finished). ``budget`` (default: a fresh
     :func:`step_budget`) bounds the whole batch: items still running when it
     ends, and items not started yet, map to :class:`BudgetExhausted`.
+    ``on_start(key)`` is called (in a worker thread) as an item's first request is about to be made.
+    Failures are logged at INFO only: the caller records each one and says it once.
     """
     keys = list(items)
     results: dict[str, Summary | LLMError] = {}
@@ -55,15 +58,17 @@ def summarize_all(
 
         def one(key: str) -> Summary | LLMError:
             if budget is not None and budget.expired():
-                log.error("summary of %s not started: %s", key, budget.label + " exhausted")
+                log.info("summary of %s not started: %s", key, budget.label + " exhausted")
                 return BudgetExhausted(budget_message(budget), url=client.base_url)
             try:
+                if on_start is not None:
+                    on_start(key)
                 return summarize(client, items[key])
             except LLMError as exc:
-                log.error("summary of %s failed: %s", key, exc)
+                log.info("summary of %s failed: %s", key, exc)
                 return exc
             except Exception as exc:  # keep the batch going; surface as LLMError
-                log.exception("summary of %s failed unexpectedly", key)
+                log.debug("summary of %s failed unexpectedly", key, exc_info=True)
                 err = LLMError(f"unexpected {type(exc).__name__}: {exc}", url=settings.url)
                 err.__cause__ = exc
                 return err

@@ -60,8 +60,10 @@ def fallback_overview(parts: list[StructuredSummary], limits: Limits) -> tuple[s
 
 
 def build(summary: StructuredSummary | None, *, transcript: str, fmt: str, problems: list[str], retried: bool,
-          language: str | None = None) -> dict[str, Any]:
-    """The document for one transcript. ``summary`` None: every answer was rejected (low confidence)."""
+          language: str | None = None, truncated: bool = False) -> dict[str, Any]:
+    """The document for one transcript. ``summary`` None: every answer was rejected (low confidence).
+    ``truncated``: an answer it was made from was cut at the output-token limit (``finish_reason`` "length"),
+    so it may be incomplete; the markdown says so."""
     language = language or detect_language(transcript)
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     base = summary or StructuredSummary(summary="")
@@ -79,6 +81,7 @@ def build(summary: StructuredSummary | None, *, transcript: str, fmt: str, probl
         "problems": problems,
         "facts_checked": checked,
         "ungrounded": [f.to_dict() for f in flags],
+        "truncated": truncated,
     }
     return doc
 
@@ -95,6 +98,7 @@ def quality(doc: dict[str, Any]) -> dict[str, Any]:
         "ungrounded": sum(f["kind"] not in ("unsupported", "instruction") for f in flags),
         "unsupported": sum(f["kind"] == "unsupported" for f in flags),
         "instructions": sum(f["kind"] == "instruction" for f in flags),
+        "truncated": bool(doc.get("truncated")),
     }
 
 

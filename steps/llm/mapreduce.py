@@ -81,6 +81,7 @@ class Summary:
     unsupported: int = 0
     instructions: int = 0  # statements repeating instructions the recording addressed to an AI (left out)
     schema_failures: int = 0
+    truncated: bool = False  # an accepted answer was cut at the output-token limit: the summary may be incomplete
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,7 +254,8 @@ def summarize(client: LLMClient, transcript: str) -> Summary:
     fmt = run.answers[0].fmt if run.answers else "prose"
     problems = [p for a in run.answers for p in a.problems]
     doc = document.build(final, transcript=text, fmt=fmt, problems=problems,
-                         retried=any(a.retried for a in run.answers), language=run.language)
+                         retried=any(a.retried for a in run.answers), language=run.language,
+                         truncated=final is not None and any(a.truncated for a in run.answers if a.summary))
     return _make_summary(doc, run, time.monotonic() - t0, n_chunks)
 
 

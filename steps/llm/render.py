@@ -22,6 +22,9 @@ _LINE_START = re.compile(r"^(\s*)([-+>]|\d+[.)])")
 
 #: Flag kinds that stand for a whole statement (the others are one value inside it).
 STATEMENTS = ("unsupported", "instruction")
+#: The note on a summary whose answer was cut at the output-token limit (``finish_reason`` "length").
+TRUNCATED = ("Incomplete: the model's answer was cut at the output-token limit (raise --max-output-tokens); "
+             "this summary may leave out the end.")
 SECTIONS = (("key_points", "Key points"), ("decisions", "Decisions"), ("action_items", "Action items"),
             ("open_questions", "Open questions"))
 
@@ -95,6 +98,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
     dropped = len({f["field"] + f["text"] for f in every if f["kind"] != "instruction"})
     if dropped:
         lines += [f"_{dropped} statement(s) not found in the transcript left out (listed in the JSON)._", ""]
+    if doc.get("truncated"):
+        lines += [f"_{TRUNCATED}_", ""]
     text = "\n".join(lines).strip()
     return (text or "_Every statement of the model's summary was left out: none was found in the transcript "
                     "(listed in the JSON)._") + "\n"

@@ -51,6 +51,7 @@ class Answer:
     retried: bool = False
     answers: int = 0  # answers received (not counting refused requests)
     schema_failures: int = 0  # answers in a JSON format that did not validate against the schema
+    truncated: bool = False  # the accepted answer was cut at the output-token limit (finish_reason "length")
 
 
 class Stats:
@@ -222,6 +223,7 @@ def ask(client: LLMClient, text: str, mode: str, stats: Stats, *, check_against:
             found += [] if reduce or not check_against else copies_example(overview, check_against, _EXAMPLE)
             summary = _dedupe(_without_example_copies(summary, check_against or text))
         if not found:
-            return Answer(summary, used, problems, retried=strict, answers=answers, schema_failures=failures)
+            return Answer(summary, used, problems, retried=strict, answers=answers, schema_failures=failures,
+                          truncated=result.finish_reason == "length")
         problems += found
     return Answer(None, fmt, problems, retried=True, answers=answers, schema_failures=failures)

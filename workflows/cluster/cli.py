@@ -69,7 +69,9 @@ def add_cluster_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("-p", "--parameter", dest="param", action="append", metavar="KEY=VALUE",
                    help="workflow parameter, repeatable (input, output, whisper-model, llm-url, ...)")
     s.add_argument("--inline", action="store_true", help="create a Workflow from this checkout's pipeline instead of the installed template")
-    s.add_argument("--wait", action="store_true", help="follow the run until it finishes; exit 0 if it succeeded, 1 if not")
+    s.add_argument("--wait", action="store_true", help="follow the run until it finishes, then print its report "
+                   "(read from the output store: KUBESCRIBE_S3_ENDPOINT and AWS_* keys); exit 0 if it succeeded, 1 if not")
+    s.add_argument("--report", metavar="FILE", help="with --wait: also save the run's report.json here")
     s.add_argument("--poll-interval", type=float, default=5.0, help=argparse.SUPPRESS)
     _settings_args(s, title="pipeline settings (--inline renders the Workflow from them; the template name and "
                             "namespace apply to both)")

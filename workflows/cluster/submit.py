@@ -1,6 +1,8 @@
 """``kubescribe submit``: run the installed WorkflowTemplate (or, with ``--inline``, this checkout's pipeline as a
 Workflow) through the Argo Server, print its name and UI link, and with ``--wait`` follow it to the end (exit 0 if
-it Succeeded, 1 if not)."""
+it Succeeded, 1 if not), then fetch the run's own report from the output store (``.kubescribe/runs/<workflow>/
+report.json``: the run id is the workflow's name) and print its counts and failed files; ``--report FILE`` keeps a
+copy. An output store this machine cannot read is one warning line, not a failure of the command."""
 
 from __future__ import annotations
 
@@ -80,7 +82,48 @@ def cmd_submit(a: argparse.Namespace) -> int:
     sys.stdout.flush()
     if not a.wait:
         return 0
-    return wait_for_workflow(ws, t, name, interval=a.poll_interval)
+    rc = wait_for_workflow(ws, t, name, interval=a.poll_interval)
+    if rc != 130:
+        output = params.get("output") or settings.output
+        fetch_report(output, name, getattr(a, "report", None))
+    return rc
+
+
+def fetch_report(output: str, run_id: str, save_to: str | None) -> dict | None:
+    """Print the run's report counts and failed files (and save it to ``save_to``); None when it cannot be read."""
+    import json
+    from pathlib import Path
+
+    from steps import layout
+    from steps.report_markdown import one_line
+    from steps.sanitize import show_control
+    from steps.store import StoreError, open_store
+
+    import os
+
+    key = layout.run_report(run_id)
+    where = f"{output.rstrip('/')}/{key}"
+    if output.startswith("s3://") and not (os.environ.get("KUBESCRIBE_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")):
+        print(f"the run's report is {where}; set KUBESCRIBE_S3_ENDPOINT (and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) "
+              "to have it fetched", file=sys.stderr)
+        return None
+    try:
+        store = open_store(output)
+        text = store.read_text(key)
+        report = json.loads(text)
+        line = one_line(report)
+    except (StoreError, ValueError, KeyError, TypeError) as e:
+        print(f"warning: cannot fetch the run's report {where}: {show_control(str(e))}", file=sys.stderr)
+        return None
+    print(f"report: {line}")
+    for f in report.get("files", []):
+        if f.get("error"):
+            print(f"failed {show_control(str(f['error']))}")
+    print(f"report.json: {where}")
+    if save_to:
+        Path(save_to).write_text(text, encoding="utf-8")
+        print(f"saved to {save_to}")
+    return report
 
 
 def _node_line(node: Any) -> str:

@@ -42,8 +42,11 @@ class LocalRunner:
     environment of every process (default: this process's); ``time_scale`` multiplies every
     duration read from the workflow (backoff, timeout, activeDeadlineSeconds) - tests use it
     to run fast; ``max_parallel`` caps concurrently running processes on top of the
-    workflow's own ``parallelism``. :meth:`cancel` stops a run from another thread or a
-    signal handler.
+    workflow's own ``parallelism``. With ``events_env`` and ``events_dir``, every attempt gets
+    the environment variable ``events_env`` naming its own file
+    ``<events_dir>/<node id>.<attempt>.jsonl`` (where the steps append progress events, see
+    ``steps/events.py``; whoever runs the workflow reads them). :meth:`cancel` stops a run
+    from another thread or a signal handler.
     """
 
     def __init__(
@@ -58,6 +61,8 @@ class LocalRunner:
         *,
         time_scale: float = 1.0,
         max_parallel: int | None = None,
+        events_env: str | None = None,
+        events_dir: Path | str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.pool_capacity = dict(capacity or {})
@@ -71,6 +76,8 @@ class LocalRunner:
             raise ValueError("time_scale must be > 0")
         self.time_scale = time_scale
         self.max_parallel = max_parallel
+        self.events_env = events_env
+        self.events_dir = None if events_dir is None else Path(events_dir)
         self._stop = threading.Event()
         self._stop_reason = "stopped"
 

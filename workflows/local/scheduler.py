@@ -206,9 +206,14 @@ class Scheduler:
         if node.exec_deadline is not None:
             limits.append(max(0.0, node.exec_deadline - time.time()))
         late = {**attempt_parameters(attempt, node.last_attempt), "pod.name": node.id, "node.name": node.name}
+        extra_env = None
+        if self.r.events_env and self.r.events_dir is not None:  # one progress-events file per attempt
+            self.r.events_dir.mkdir(parents=True, exist_ok=True)
+            extra_env = {self.r.events_env: str(self.r.events_dir / f"{node.id}.{attempt}.jsonl")}
         try:
             spec, node.files = attempt_spec(
-                leaf, late, attempt_dir, env=self.r.env, secrets=self.r.secrets, node_name=node.display,
+                leaf, late, attempt_dir, env=self.r.env, secrets=self.r.secrets, extra_env=extra_env,
+                node_name=node.display,
                 template=node.template or "", attempt=attempt, timeout=min(limits) if limits else None,
                 on_log=self.r.on_log,
             )

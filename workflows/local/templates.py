@@ -122,11 +122,13 @@ def attempt_spec(
     *,
     env: Mapping[str, str] | None,
     secrets: Mapping[tuple[str, str], str],
+    extra_env: Mapping[str, str] | None = None,
     **spec: Any,
 ) -> tuple[TaskSpec, AttemptFiles]:
     """The TaskSpec of one attempt (``spec`` holds its remaining fields) and where its outputs will be.
 
-    ``late`` binds the per-attempt tags; ``env`` is the base environment (None: this process's). Declared output
+    ``late`` binds the per-attempt tags; ``env`` is the base environment (None: this process's), ``extra_env`` is
+    added to it (the template's own env still wins). Declared output
     paths get private folders under ``attempt_dir``, and every mention of them in argv, env and script source is
     rewritten. Raises WorkflowError for a secret the runner was not given.
     """
@@ -148,7 +150,7 @@ def attempt_spec(
         script.write_text(rewrite(str(proc.get("source", ""))), encoding="utf-8")
         argv.append(str(script))
     argv += [rewrite(parameter_string(a)) for a in proc.get("args") or []]
-    environ = dict(os.environ if env is None else env)
+    environ = {**(os.environ if env is None else env), **(extra_env or {})}
     for e in proc.get("env") or []:
         if "valueFrom" in e:
             ref = e["valueFrom"]["secretKeyRef"]
