@@ -225,6 +225,7 @@ class ReportEntry:
     summary: dict[str, Any] | None
     bad_input: bool
     warnings: list[str] = field(default_factory=list)  # transcription and summary warnings (never failures)
+    run_id: str = ""  # the run that produced this entry (report.json at the output root merges many runs)
 
 
 @dataclass

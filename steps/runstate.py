@@ -6,6 +6,9 @@ Every write is atomic (``steps/store.py``), so a reader sees a whole record or n
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from steps import layout
 from steps.records import Plan, RunReport, ShardResult, SummarizeResult
 from steps.store import Store
@@ -47,8 +50,43 @@ def read_summarize_result(store: Store, run_id: str) -> SummarizeResult:
 
 
 def write_report(store: Store, report: RunReport) -> None:
-    """``report.json``, and the run's own copy, which survives later runs (a CronWorkflow writes report.json every
-    time)."""
-    text = report.to_json()
-    store.write_text(layout.run_report(report.run_id), text, _JSON)
-    store.write_text(layout.REPORT, text, _JSON)
+    """The run's own report (``.kubescribe/runs/<id>/report.json``: this run's inputs only), then ``report.json``
+    at the output root: the current state of every input ever reported into this output, each entry with the run
+    that produced it. A later run replaces the entries of the inputs it reported and keeps the others, so a
+    scheduled ``--only-new`` run that found nothing new leaves the last full report as it was."""
+    for f in report.files:
+        f.run_id = f.run_id or report.run_id
+    store.write_text(layout.run_report(report.run_id), report.to_json(), _JSON)
+    store.write_text(layout.REPORT, json.dumps(merged_report(_previous_root(store), report), indent=2) + "\n", _JSON)
+
+
+def merged_report(previous: dict[str, Any] | None, report: RunReport) -> dict[str, Any]:
+    """``report`` over ``previous`` (the root report.json before it; None when there was none). ``totals`` keeps
+    the run's figures except the file counts, which count the merged list; ``this_run`` keeps the run's own."""
+    doc = report.to_dict()
+    fresh = {f["input"] for f in doc["files"]}
+    kept = []
+    if previous is not None:
+        for f in previous.get("files") or []:
+            if isinstance(f, dict) and f.get("input") not in fresh:
+                kept.append({**f, "run_id": f.get("run_id") or previous.get("run_id", "")})
+    files = doc["files"] + kept  # this run's entries in its order, then the earlier ones
+    run_counts = {k: doc["totals"].get(k) for k in ("files", "succeeded", "failed")}
+    doc["files"] = files
+    doc["totals"] = {**doc["totals"], "files": len(files),
+                     "succeeded": sum(f.get("status") == "succeeded" for f in files),
+                     "failed": sum(f.get("status") == "failed" for f in files),
+                     "runs": len({f.get("run_id") for f in files} | {report.run_id})}
+    doc["this_run"] = run_counts
+    return doc
+
+
+def _previous_root(store: Store) -> dict[str, Any] | None:
+    """The root report.json, or None when it is missing or unreadable (then this run's report starts it again)."""
+    try:
+        if not store.exists(layout.REPORT):
+            return None
+        doc = json.loads(store.read_text(layout.REPORT))
+    except (ValueError, OSError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("files"), list) else None

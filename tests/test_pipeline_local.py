@@ -94,8 +94,14 @@ def test_run_mixed_folder_end_to_end_then_resume(tmp_path, llama_server):
     third = kubescribe(*args, "--only-new")
     assert third.returncode == 0, third.stderr[-3000:]
     latest = json.loads((out / "report.json").read_text())
-    assert {f["input"]: f["status"] for f in latest["files"]} == {"new-meeting.wav": "succeeded", "corrupt.wav": "succeeded"}
+    this_run = json.loads((out / ".kubescribe" / "runs" / latest["run_id"] / "report.json").read_text())
+    assert {f["input"]: f["status"] for f in this_run["files"]} == {"new-meeting.wav": "succeeded", "corrupt.wav": "succeeded"}
     assert latest["totals"]["already_processed"] == len(GOOD) + len(BROKEN) - 1
+    # report.json at the root: every input ever run here, its latest outcome and the run that produced it
+    merged = {f["input"]: (f["status"], f["run_id"]) for f in latest["files"]}
+    assert set(merged) == GOOD | BROKEN | {"new-meeting.wav"}
+    assert merged["corrupt.wav"] == ("succeeded", latest["run_id"]) and merged["jfk.flac"][1] == again["run_id"]
+    assert merged["empty.wav"][0] == "failed" and latest["this_run"]["files"] == 2
     fourth = kubescribe(*args, "--only-new")
     assert fourth.returncode == 0 and "nothing new" in fourth.stderr
 
@@ -179,3 +185,34 @@ def test_run_starts_and_stops_its_own_llm_server_without_llm_url(tmp_path, llama
     assert "weather.wav — transcript" in result.stdout
     log = (tmp_path / "out" / ".kubescribe" / "llama-server.log").read_text()
     assert "127.0.0.1" in log  # bound to loopback only
+
+
+@pytest.mark.llm
+def test_report_json_accumulates_runs_and_only_new_with_nothing_new_keeps_it(tmp_path, llama_server):
+    """report.json at the output root is the current state of every input ever run into it, each entry naming its
+    run; a scheduled --only-new run that finds nothing new once rewrote it with zero files."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(SPEECH / "weather.wav", src / "weather.wav")
+    llm = ["--llm-url", llama_server.url, "--llm-model", llama_server.model, "--context-tokens", "2048",
+           "--max-output-tokens", "48"]
+
+    def run() -> dict:
+        result = kubescribe("run", str(src), "--out", str(out), "--only-new", *llm)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((out / "report.json").read_text())
+
+    first = run()
+    (entry,) = first["files"]
+    assert entry["input"] == "weather.wav" and entry["run_id"] == first["run_id"]
+    nothing_new = run()
+    assert [(f["input"], f["status"], f["run_id"]) for f in nothing_new["files"]] == [
+        ("weather.wav", "succeeded", first["run_id"])]
+    shutil.copy(SAMPLES / "jfk.flac", src / "jfk.flac")
+    third = run()
+    assert {f["input"]: f["run_id"] for f in third["files"]} == {"weather.wav": first["run_id"],
+                                                                  "jfk.flac": third["run_id"]}
+    assert third["totals"]["files"] == 2 and third["totals"]["succeeded"] == 2 and third["this_run"]["files"] == 1
+    run_report = out / ".kubescribe" / "runs" / third["run_id"] / "report.json"
+    assert [f["input"] for f in json.loads(run_report.read_text())["files"]] == ["jfk.flac"]  # the run alone
+    check_contract(third, lambda rel: (out / rel).is_file())

@@ -37,7 +37,8 @@ def test_report_writes_the_argo_artifacts_and_one_line_result(tmp_path):
     code = step_main(["report", "--output", out.url, "--run-id", "r1", "--artifacts-dir", str(artifacts)])
     assert code == 1  # a file failed
     report = json.loads((artifacts / "report.json").read_text())
-    assert report == json.loads(out.read_text("report.json"))
+    assert report == json.loads(out.read_text(layout.run_report("r1")))
+    assert _root_as_run(json.loads(out.read_text("report.json"))) == report  # the first run: nothing to merge
     assert [f["input"] for f in report["files"]] == ["ok.wav", HOSTILE]
     assert (artifacts / "result.txt").read_text() == "1/2 succeeded, 1 failed, 1.0 min of audio"
     md = (artifacts / "summary.md").read_text()
@@ -82,7 +83,7 @@ def test_merge_rules_every_input_once_with_why_it_failed(tmp_path):
     ]))
 
     report = json.loads(run_step(out.url, "r1").to_json())
-    assert report == json.loads(out.read_text(layout.REPORT)) == json.loads(out.read_text(layout.run_report("r1")))
+    assert report == json.loads(out.read_text(layout.run_report("r1"))) == _root_as_run(json.loads(out.read_text(layout.REPORT)))
     by_input = {f["input"]: f for f in report["files"]}
     assert list(by_input) == ["link.wav", "a.wav", "bad.wav", "nosum.wav", "c.wav", "d.wav", "e.wav"]
     assert {k: f["status"] for k, f in by_input.items() if f["status"] == "succeeded"} == {"a.wav": "succeeded"}
@@ -114,3 +115,10 @@ def test_an_overwritten_transcript_fails_its_input(tmp_path):
     [entry] = run_step(out.url, "r1").files
     assert entry.status == "failed" and "overwritten by another run or input" in entry.error
     assert not is_processed(out, "a.wav", "100:1")
+
+
+def _root_as_run(root: dict) -> dict:
+    """The root report.json of a first run, less what merging adds (``this_run``, ``totals.runs``)."""
+    assert root.pop("this_run") == {k: root["totals"][k] for k in ("files", "succeeded", "failed")}
+    assert root["totals"].pop("runs") == 1
+    return root
