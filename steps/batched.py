@@ -43,8 +43,8 @@ from steps.batch_decoder import BatchDecoder, batch_decode
 from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, Status
 from steps.store import ObjectError, Store, StoreError
-from steps.transcribe import DecodeStalled, render_outputs
 from steps.vad import Chunk, plan_chunks, regions
+from steps.whisper_outputs import DecodeStalled, render_outputs
 from steps.windows import merge_results, windows
 
 log = logging.getLogger("kubescribe.batched")

@@ -258,8 +258,7 @@ EXIT_CONFIG = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.audio import AudioError
-    from steps.llm import LLMError
+    from steps.llm import EndpointUnreachable, LLMError
     from steps.models import ModelError
     from steps.store import StoreConfigError, StoreError
 
@@ -267,11 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except EndpointUnreachable as e:  # an outage of the gateway: worth another attempt after the backoff
+        say(f"error: {e}", file=sys.stderr)
+        return EXIT_RETRYABLE
     except (StoreConfigError, ModelError, LLMError, ValueError) as e:
         say(f"error: {e} (a configuration error: not retried)", file=sys.stderr)
         return EXIT_CONFIG
-    except (StoreError, AudioError) as e:
+    except StoreError as e:  # the store is unreachable or failed (StoreConfigError, a bad URL, is caught above)
         say(f"error: {e}", file=sys.stderr)
         return EXIT_RETRYABLE
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,6 +37,9 @@ VAD_PAD_S = 0.25
 #: Spans shorter than this (clicks) are dropped.
 VAD_MIN_SPEECH_S = 0.2
 
+#: Silero VAD's speech probability threshold (its own default); part of the cache key when silero segments.
+SILERO_THRESHOLD = 0.5
+
 #: Speech segmenter: "energy" (the level gate above) or "silero" (Silero VAD, a neural model; ``steps.vad``).
 VAD_METHOD = "energy"
 #: Transcription engine of ``TranscribeOptions`` built directly: "sequential" (file after file, whisper's own

@@ -123,3 +123,8 @@ def mark_processed(store: Store, input_key: str, *, fingerprint: str, run_id: st
                    outputs: list[str]) -> None:
     entry = {"fingerprint": fingerprint, "run_id": run_id, "status": status, "error": error, "outputs": outputs}
     store.write_text(layout.processed(input_key), json.dumps(entry), _JSON)
+
+
+def forget_processed(store: Store, input_key: str, *, run_id: str, error: str) -> None:
+    """Make ``is_processed`` false for ``input_key`` (no real fingerprint is "-"; the store API has no delete)."""
+    mark_processed(store, input_key, fingerprint="-", run_id=run_id, status="failed", error=error, outputs=[])

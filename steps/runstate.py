@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from steps import layout
-from steps.records import Plan, RunReport, ShardResult, SummarizeResult
+from steps.markers import forget_processed
+from steps.records import Plan, RunReport, ShardResult, Status, SummarizeResult
 from steps.store import Store
 
 _JSON = "application/json"
@@ -57,7 +58,11 @@ def write_report(store: Store, report: RunReport) -> None:
     for f in report.files:
         f.run_id = f.run_id or report.run_id
     store.write_text(layout.run_report(report.run_id), report.to_json(), _JSON)
-    store.write_text(layout.REPORT, json.dumps(merged_report(_previous_root(store), report), indent=2) + "\n", _JSON)
+    merged = merged_report(_previous_root(store), report)
+    store.write_text(layout.REPORT, json.dumps(merged, indent=2) + "\n", _JSON)
+    for f in merged["files"]:
+        if f.get("superseded_by"):  # its outputs are another input's now: an --only-new run must process it again
+            forget_processed(store, f["input"], run_id=report.run_id, error=f["error"])
 
 
 def merged_report(previous: dict[str, Any] | None, report: RunReport) -> dict[str, Any]:
@@ -65,11 +70,15 @@ def merged_report(previous: dict[str, Any] | None, report: RunReport) -> dict[st
     the run's figures except the file counts, which count the merged list; ``this_run`` keeps the run's own."""
     doc = report.to_dict()
     fresh = {f["input"] for f in doc["files"]}
+    # Output names are unique within a run, not across runs: `x.mp3` then, later, only `x.wav` both write
+    # transcripts/x.*. The later run's outputs replace the earlier entry's, which then no longer holds them.
+    written = {k.casefold(): f["input"] for f in doc["files"] for k in (f.get("outputs") or {}).values() if k}
     kept = []
     if previous is not None:
         for f in previous.get("files") or []:
             if isinstance(f, dict) and f.get("input") not in fresh:
-                kept.append({**f, "run_id": f.get("run_id") or previous.get("run_id", "")})
+                kept.append(_superseded({**f, "run_id": f.get("run_id") or previous.get("run_id", "")},
+                                        written, report.run_id))
     files = doc["files"] + kept  # this run's entries in its order, then the earlier ones
     run_counts = {k: doc["totals"].get(k) for k in ("files", "succeeded", "failed")}
     doc["files"] = files
@@ -79,6 +88,20 @@ def merged_report(previous: dict[str, Any] | None, report: RunReport) -> dict[st
                      "runs": len({f.get("run_id") for f in files} | {report.run_id})}
     doc["this_run"] = run_counts
     return doc
+
+
+def _superseded(entry: dict[str, Any], written: dict[str, str], run_id: str) -> dict[str, Any]:
+    """``entry`` from an earlier run, failed and without the outputs that this run has since written for another
+    input (the outputs now belong to that input)."""
+    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
+    taken = {name: written[key.casefold()] for name, key in outputs.items() if key and key.casefold() in written}
+    if not taken:
+        return entry
+    other = sorted(set(taken.values()))
+    error = (f"{entry.get('input')}: its outputs now hold the results of {', '.join(other)} (run {run_id}, "
+             "same output name); run both in one run to give each its own output name")
+    return {**entry, "status": Status.FAILED.value, "error": error, "superseded_by": other,
+            "outputs": {name: (None if name in taken else key) for name, key in outputs.items()}}
 
 
 def _previous_root(store: Store) -> dict[str, Any] | None:

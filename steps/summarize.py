@@ -5,7 +5,8 @@ fields, answer format, confidence, grounding flags), and ``summaries/<name>.md``
 mirrors transcription (``steps/markers.py``): a summary is keyed by (transcript text, model, prompt version,
 generation settings), so re-runs only summarize new or changed transcripts, and a cached summary is proven, not
 assumed: the marker holds both texts and both outputs are rewritten from it unless they hold exactly them. Per-file LLM failures are recorded, never raised: transcripts already made are kept, and
-the report names what failed. The step has a budget (``LLMSettings.budget_s``): files not summarized when it
+the report names what failed, except an endpoint that does not answer at all: the step records every pending file
+failed, then raises :class:`EndpointUnreachable` (exit 2, which the workflow retries). The step has a budget (``LLMSettings.budget_s``): files not summarized when it
 runs out fail alone, the others are kept.
 """
 
@@ -18,8 +19,8 @@ import time
 from steps import layout
 from steps.deadlines import Deadline
 from steps.events import emit
-from steps.llm import (PROMPT_VERSION, BudgetExhausted, LLMClient, LLMError, LLMSettings, Summary, step_budget,
-                       summarize_all)
+from steps.llm import (PROMPT_VERSION, BudgetExhausted, EndpointUnreachable, LLMClient, LLMError, LLMSettings,
+                       Summary, step_budget, summarize_all)
 from steps.markers import read_marker, summary_key, write_marker, write_outputs
 from steps.records import Status, SummarizeResult, SummaryRecord, summary_warnings, transcripts_by_input
 from steps.runstate import read_plan, read_shard_results, write_summarize_result
@@ -132,4 +133,7 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
     ordered = [records[f.input] for f in plan.files]
     write_summarize_result(store, run_id, SummarizeResult(files=ordered, url=redact_url(settings.url),
                                                           model=settings.model, seconds=time.perf_counter() - t0))
+    if down:  # recorded above, so the report names them even when no retry follows
+        error = next(iter(down.values()))
+        raise EndpointUnreachable(f"{len(down)} transcript(s) not summarized: {error}", url=error.url)
     return ordered

@@ -14,7 +14,6 @@ and ends, so a pod that dies names the file it was on and keeps what it finished
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import threading
@@ -25,20 +24,18 @@ from typing import Any
 
 from steps import decode_options, layout
 from steps.audio import SAMPLE_RATE, AudioError, speech_regions, stream_audio
-from steps.defaults import (BEAM_SIZE, ENGINE, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S,
-                            VAD_THRESHOLD_DBFS)
+from steps.batched import BatchedEngine
+from steps.defaults import (BEAM_SIZE, ENGINE, SILERO_THRESHOLD, TEMPERATURE, TEMPERATURE_INCREMENT_ON_FALLBACK,
+                            VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S, VAD_THRESHOLD_DBFS)
 from steps.events import emit
 from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, ShardResult, Status
 from steps.runstate import read_plan, write_shard_result
 from steps.store import ObjectError, Store, StoreError, open_store
+from steps.whisper_outputs import DecodeStalled, render_outputs
 from steps.windows import merge_results, windows
 
 log = logging.getLogger("kubescribe.transcribe")
-
-
-class DecodeStalled(RuntimeError):
-    """Whisper's decoding loop stopped advancing through the audio; the file fails instead of hanging."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class TranscribeOptions:
     task: str = "transcribe"
     beam_size: int = BEAM_SIZE
     best_of: int = BEAM_SIZE
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    temperature: tuple[float, ...] = decode_options.temperatures(TEMPERATURE, TEMPERATURE_INCREMENT_ON_FALLBACK)
     condition_on_previous_text: bool = False
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0
@@ -90,31 +87,11 @@ class TranscribeOptions:
         # the cache keys of existing results do not change.
         if fields["vad_method"] == "energy":
             del fields["vad_method"]
+        else:
+            fields["silero_threshold"] = SILERO_THRESHOLD
         if fields["engine"] == "sequential":
             del fields["engine"]
         return fields
-
-
-def render_outputs(result: dict[str, Any], stem: str, formats: tuple[str, ...] | None = None
-                   ) -> dict[str, tuple[str, str, str]]:
-    """``{fmt: (key, text, content type)}`` of a whisper result, rendered by whisper's own writers
-    (``whisper.utils.get_writer``)."""
-    from whisper.utils import get_writer
-
-    writer_options = {"max_line_width": None, "max_line_count": None, "highlight_words": False, "max_words_per_line": None}
-    rendered = {}
-    for fmt in formats or layout.TRANSCRIPT_FORMATS:
-        buf = io.StringIO()
-        get_writer(fmt, ".").write_result(result, buf, writer_options)
-        rendered[fmt] = (layout.transcript(stem, fmt), buf.getvalue(), _content_type(fmt))
-    return rendered
-
-
-def _content_type(fmt: str) -> str:
-    return {"json": "application/json", "vtt": "text/vtt", "srt": "application/x-subrip",
-            "tsv": "text/tab-separated-values"}.get(fmt, "text/plain") + (
-        "; charset=utf-8" if fmt != "json" else ""
-    )
 
 
 class Transcriber:
@@ -380,10 +357,8 @@ def run_shard(
 
 def _run_batched(transcriber: Transcriber, files: list[PlannedFile], input_store: Store, output_store: Store,
                  shard: int, shard_result: ShardResult, save, finished, batch_size: int) -> None:
-    """The shard through ``steps.batched`` (it renders through :func:`render_outputs` with the shard's formats);
+    """The shard through ``steps.batched`` (it renders through ``render_outputs`` with the shard's formats);
     reports chunks as they finish (``file_progress``, monotonic per file) and each file as it completes."""
-    from steps.batched import BatchedEngine
-
     options = transcriber.options
     in_flight: list[str] = []
     done_s: dict[str, float] = {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from steps.audio import HOP_LENGTH, SAMPLE_RATE, speech_regions
+from steps.defaults import SILERO_THRESHOLD
 from steps.windows import quiet_cut
 
 CHUNK_S = 30.0
@@ -40,8 +41,8 @@ def _silero_model():
     return load_silero_vad()
 
 
-def silero_regions(audio: np.ndarray, *, threshold: float = 0.5, min_gap_s: float = 1.0, pad_s: float = 0.25,
-                   min_speech_s: float = 0.2) -> list[tuple[float, float]]:
+def silero_regions(audio: np.ndarray, *, min_gap_s: float, pad_s: float, min_speech_s: float,
+                   threshold: float = SILERO_THRESHOLD) -> list[tuple[float, float]]:
     """Speech spans found by Silero VAD, merged across pauses shorter than ``min_gap_s`` and padded by ``pad_s``."""
     import torch
     from silero_vad import get_speech_timestamps

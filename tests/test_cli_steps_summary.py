@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -155,3 +156,21 @@ def test_outputs_are_as_readable_as_the_umask_allows(tmp_path, umask, mode):
         summarize_and_report(out, llm.url, umask=umask)
     for rel in ("report.json", "summaries/weather.md", "summaries/weather.json", layout.run_report("r1")):
         assert stat.S_IMODE((tmp_path / "out" / rel).stat().st_mode) == mode, rel
+
+
+def test_a_gateway_that_does_not_answer_exits_2_after_recording_the_files_then_a_retry_succeeds(tmp_path):
+    """Exit 2 is the "retry me" contract (steps/cli.py, workflows/pipeline.py RETRYABLE): an outage of the gateway
+    is worth another attempt. The report of a run whose retries ran out still names each file and why."""
+    out = transcribed(tmp_path)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    s, r, report = summarize_and_report(out, dead)
+    assert s.returncode == 2, s.stdout + s.stderr
+    assert "error: 1 transcript(s) not summarized" in s.stderr and "not retried" not in s.stderr
+    (entry,) = report["files"]
+    assert entry["status"] == "failed" and entry["error"].startswith("weather.wav: summarization failed: ")
+    assert "127.0.0.1" in entry["error"]
+    with OpenAIStub() as llm:  # the gateway is back: the retried step succeeds
+        s, _, report = summarize_and_report(out, llm.url)
+    assert s.returncode == 0 and report["files"][0]["status"] == "succeeded", s.stdout + s.stderr

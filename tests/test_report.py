@@ -122,3 +122,32 @@ def _root_as_run(root: dict) -> dict:
     assert root.pop("this_run") == {k: root["totals"][k] for k in ("files", "succeeded", "failed")}
     assert root["totals"].pop("runs") == 1
     return root
+
+
+def _one_file_run(out: LocalStore, run_id: str, name: str, text: str) -> None:
+    """Run ``run_id`` over the single input ``name``: its transcript at transcripts/x.txt holds ``text``."""
+    write_plan(Plan(run_id, "in", out.url, [PlannedFile(0, name, "x", 100, 10.0, f"100:{run_id}")], [[0]]), out)
+    out.write_text("transcripts/x.txt", text)
+    result = FileResult(name, "x", "succeeded", outputs={"txt": "transcripts/x.txt"}, digests={"txt": text_digest(text)})
+    out.write_text(layout.shard_result(run_id, 0), ShardResult(run_id, 0, "m", "id", "cpu", [result]).to_json())
+    write_summarize_result(out, run_id, SummarizeResult([SummaryRecord(name, "succeeded", output=None)]))
+    run_step(out.url, run_id)
+
+
+def test_a_later_run_writing_the_same_output_name_supersedes_the_earlier_entry(tmp_path):
+    """Names are unique within a run, not across runs: x.mp3 in one run and, later, only x.wav both write
+    transcripts/x.txt. The root report once kept x.mp3 'succeeded' pointing at x.wav's words."""
+    out = LocalStore(tmp_path / "out")
+    _one_file_run(out, "r1", "x.mp3", "words of x.mp3\n")
+    assert is_processed(out, "x.mp3", "100:r1")
+    _one_file_run(out, "r2", "x.wav", "words of x.wav\n")
+    root = json.loads(out.read_text(layout.REPORT))
+    by_input = {f["input"]: f for f in root["files"]}
+    assert by_input["x.wav"]["status"] == "succeeded" and by_input["x.wav"]["outputs"]["txt"] == "transcripts/x.txt"
+    mp3 = by_input["x.mp3"]
+    assert mp3["status"] == "failed" and mp3["run_id"] == "r1" and mp3["superseded_by"] == ["x.wav"]
+    assert mp3["error"].startswith("x.mp3: its outputs now hold the results of x.wav (run r2")
+    assert mp3["outputs"]["txt"] is None  # no entry points at another input's words
+    assert (root["totals"]["succeeded"], root["totals"]["failed"]) == (1, 1)
+    assert not is_processed(out, "x.mp3", "100:r1")  # an --only-new run processes it again
+    assert is_processed(out, "x.wav", "100:r2")

@@ -24,11 +24,16 @@ def _name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth (function-level and TYPE_CHECKING imports included).
-    ``from steps import layout`` counts as ``steps.layout`` as well as ``steps``."""
+def _imports(path: Path, type_only: bool = True) -> set[str]:
+    """Every module ``path`` imports, at any depth (function-level imports included; ``if TYPE_CHECKING:`` ones
+    unless ``type_only`` is false). ``from steps import layout`` counts as ``steps.layout`` as well as ``steps``."""
+    tree = ast.parse(path.read_text(), str(path))
+    if not type_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = []
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -79,6 +84,43 @@ def test_steps_are_siblings_that_never_import_one_another() -> None:
         imported = _imports(by_name[step])
         others = [other for other in STEP_MODULES if other != step and _imports_module(imported, other)]
         assert not others, f"{step} imports {others}: read what another step wrote through steps.records"
+
+
+def test_only_the_dispatcher_imports_a_step() -> None:
+    """Every other module of steps/ (engines, the LLM client, the record layer...) sits below the steps: a step
+    may use it, it never uses a step. ``steps.cli`` dispatches to the steps, ``steps.__main__`` runs the CLI."""
+    dispatchers = {"steps.cli", "steps.__main__"}
+    offenders = {}
+    for path in MODULES:
+        name = _name(path)
+        if name in STEP_MODULES or name in dispatchers:
+            continue
+        up = [step for step in STEP_MODULES if _imports_module(_imports(path), step)]
+        if up:
+            offenders[name] = up
+    assert not offenders, f"modules below the steps import a step: {offenders}"
+
+
+def test_steps_has_no_import_cycle() -> None:
+    """The modules of steps/ form a DAG at run time (a function-level import is still a cycle; a type-only one is
+    not). A module's own parent packages are left out: ``from steps.llm import document`` imports the sibling."""
+    by_name = {_name(p): p for p in MODULES}
+    graph = {name: {m for m in by_name if m != name and not name.startswith(m + ".") and m in _imports(path, False)}
+             for name, path in by_name.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(nxt):], nxt]))
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
 
 
 def test_the_record_layer_never_reaches_up_into_a_step() -> None:

@@ -40,3 +40,34 @@ def test_check_names_a_stale_file_and_make_chart_rewrites_it(tmp_path: Path, cap
     for rel in GENERATED_FILES:
         assert (chart / rel).read_text() == (CHART_DIR / rel).read_text(), rel
     assert main([str(chart), "--check"]) == 0
+
+
+def test_values_yaml_defaults_are_the_pipeline_settings_defaults() -> None:
+    """Every chart value that feeds a PipelineSettings field (a ``Knob`` on ``.Values.<path>``) defaults to that
+    field's default, which steps/defaults.py owns where the steps use it too: a chart install and a hera script
+    with default settings render the same run."""
+    import re
+
+    import yaml
+
+    from steps import defaults
+    from steps.deadlines import DEFAULT_BUSY_WAIT_S
+    from tools.chart import WT_KNOBS
+    from workflows.settings import PipelineSettings
+
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    settings = PipelineSettings()
+    compared = {}
+    for knob in WT_KNOBS:
+        if not (path := re.fullmatch(r"\.Values\.([\w.]+)", knob.expr)):
+            continue
+        value = values
+        for part in path.group(1).split("."):
+            value = value[part]
+        assert value == getattr(settings, knob.field), (knob.expr, value, getattr(settings, knob.field))
+        compared[knob.field] = value
+    owned = {"shard_seconds": defaults.SHARD_SECONDS, "max_shards": defaults.MAX_SHARDS,
+             "context_tokens": defaults.CONTEXT_TOKENS, "max_output_tokens": defaults.MAX_OUTPUT_TOKENS,
+             "summarize_concurrency": defaults.SUMMARIZE_CONCURRENCY, "beam_size": defaults.BEAM_SIZE,
+             "summarize_busy_wait_s": DEFAULT_BUSY_WAIT_S}
+    assert {k: compared[k] for k in owned} == owned

@@ -24,7 +24,8 @@ from steps.plan import make_plan
 from steps.report import build_report
 from steps.runstate import read_plan, write_plan
 from steps.store import LocalStore
-from steps.transcribe import DecodeStalled, TranscribeOptions, Transcriber, run_shard
+from steps.transcribe import TranscribeOptions, Transcriber, run_shard
+from steps.whisper_outputs import DecodeStalled
 from steps.windows import merge_results, windows
 from tests.audio_support import write_wav
 from tests.conftest import FIXTURES

@@ -105,6 +105,7 @@ WT_KNOBS = (
     Knob("summarize_concurrency", 1916, ".Values.gateway.concurrency"),
     Knob("context_tokens", 1917, ".Values.gateway.contextTokens"),
     Knob("max_output_tokens", 1918, ".Values.gateway.maxOutputTokens"),
+    Knob("summarize_busy_wait_s", 1928, ".Values.gateway.busyWaitSeconds"),
     Knob("active_deadline_seconds", 1924, ".Values.pipeline.activeDeadlineSeconds"),
     Knob("run_as_user", 1925, ".Values.podSecurityContext.runAsUser"),
     Knob("run_as_group", 1926, ".Values.podSecurityContext.runAsGroup"),

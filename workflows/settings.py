@@ -26,6 +26,7 @@ from steps.defaults import (
     SUMMARIZE_CONCURRENCY,
     TEMPERATURE,
 )
+from steps.deadlines import DEFAULT_BUSY_WAIT_S
 
 # Keys inside the Secrets the steps read (``kubectl create secret generic NAME --from-literal=<key>=...``).
 SECRET_KEY_S3_ACCESS = "accesskey"  # PipelineSettings.s3_secret -> AWS_ACCESS_KEY_ID
@@ -96,6 +97,9 @@ class PipelineSettings(BaseModel):
     summarize_concurrency: int = Field(SUMMARIZE_CONCURRENCY, ge=1)
     context_tokens: int = Field(CONTEXT_TOKENS, ge=512)
     max_output_tokens: int = Field(MAX_OUTPUT_TOKENS, ge=16)
+    summarize_busy_wait_s: int = Field(
+        int(DEFAULT_BUSY_WAIT_S), ge=0, description="seconds one summary request keeps waiting while the gateway "
+        "answers 429/503 (llm-d shedding or a saturated pool), honouring Retry-After; 0: fail at once")
     whisper_image: str = "ghcr.io/kubescribe/kubescribe-whisper:0.1.0"
     steps_image: str = "ghcr.io/kubescribe/kubescribe:0.1.0"
     whisper_cpu: str = "2"

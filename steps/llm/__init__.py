@@ -29,7 +29,7 @@ from steps.llm.mapreduce import Summary, summarize
 from steps.llm.render import to_markdown
 from steps.llm.prompts import NO_SPEECH_TEXT, PROMPT_VERSION, build_messages
 from steps.llm.settings import LLMSettings
-from steps.llm.wire import BudgetExhausted, ChatResult, LLMError
+from steps.llm.wire import BudgetExhausted, ChatResult, EndpointUnreachable, LLMError
 
 __all__ = [
     "PROMPT_VERSION",
@@ -37,6 +37,7 @@ __all__ = [
     "NO_SPEECH_TEXT",
     "LLMError",
     "BudgetExhausted",
+    "EndpointUnreachable",
     "LLMSettings",
     "ChatResult",
     "Summary",

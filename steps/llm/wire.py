@@ -54,6 +54,10 @@ class LLMError(RuntimeError):
         self.context_overflow = context_overflow
 
 
+class EndpointUnreachable(LLMError):
+    """The endpoint gave no HTTP answer at all (refused, reset, DNS, timeout): an outage, worth retrying later."""
+
+
 class BudgetExhausted(LLMError):
     """The summarize step's budget ran out before this item was summarized."""
 
