@@ -4,7 +4,9 @@ Each measurement runs in a fresh process (peak RSS is per process), on a generat
 length: a 9 s utterance (the checked-in espeak fixture) every two minutes, digital silence between, so the
 decode work stays small while the file is long. Baseline, measured in the same run: the whole recording decoded
 into one array and handed to ``model.transcribe`` at once (what the step did before windows), here by setting
-the window to the whole file. Run on CPU; no GPU needed.
+the window to the whole file. Both engines are measured: ``sequential`` (``Transcriber``, windowed) and
+``batched`` (the default: ``run_shard`` with the batched engine, which reads the file in the same windows and
+cuts them into chunks for the batch decoder). Run on CPU; no GPU needed.
 
     .venv/bin/python bench/memory.py                       # 10 min, 1 h, 3 h windowed; 10 min, 1 h baseline
     .venv/bin/python bench/memory.py --lengths 600 3600 --baseline-max 3600 --json bench/results/memory.json
@@ -64,6 +66,37 @@ def measure(path: str, window_s: float) -> dict:
     }
 
 
+def measure_batched(path: str) -> dict:
+    """In this (fresh) process: the step's default engine on a one-file shard, outputs written to a temp folder."""
+    sys.path.insert(0, str(ROOT))
+    import shutil
+
+    import torch
+
+    from steps.models import resolve_checkpoint
+    from steps.plan import make_plan
+    from steps.runstate import write_plan
+    from steps.store import LocalStore
+    from steps.transcribe import TranscribeOptions, run_shard
+
+    torch.set_num_threads(2)
+    resolve_checkpoint("tiny.en")  # convert once, before the clock starts; the step loads the model itself
+    with tempfile.TemporaryDirectory(prefix="kubescribe-bench-batched-") as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        shutil.copy(path, src / Path(path).name)
+        out = LocalStore(Path(tmp) / "out")
+        write_plan(make_plan(LocalStore(src), out.url, "bench", shard_seconds=100_000), out)
+        t0 = time.perf_counter()
+        result = run_shard(out.url, "bench", 0, "tiny.en", TranscribeOptions(engine="batched", beam_size=1, best_of=1),
+                           device="cpu", threads=2)
+        seconds = time.perf_counter() - t0
+        (f,) = result.files
+        segments = len(json.loads(out.read_text(f.outputs["json"]))["segments"]) if f.status == "succeeded" else -1
+    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "after_model_load_mb": None, "segments": segments}  # the step loads the model inside the clock
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[600, 3600, 10800], help="recording lengths, seconds")
@@ -73,7 +106,8 @@ def main() -> int:
     p.add_argument("--child", nargs=2, metavar=("PATH", "WINDOW"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(measure(a.child[0], float(a.child[1]))))
+        window_s = float(a.child[1])
+        print(json.dumps(measure_batched(a.child[0]) if window_s == 0 else measure(a.child[0], window_s)))
         return 0
 
     sys.path.insert(0, str(ROOT))
@@ -85,25 +119,30 @@ def main() -> int:
         for seconds in a.lengths:
             path = Path(tmp) / f"rec-{seconds}.wav"
             make_recording(path, seconds)
-            runs = [("windowed", window)] + ([("whole-file", seconds + 1.0)] if seconds <= a.baseline_max else [])
+            runs = [("batched", 0.0), ("windowed", window)]  # 0: the batched engine, in its own windows
+            runs += [("whole-file", seconds + 1.0)] if seconds <= a.baseline_max else []
             for method, w in runs:
                 out = subprocess.run([sys.executable, __file__, "--child", str(path), str(w)],
                                      capture_output=True, text=True, check=True)
                 row = {"length_s": seconds, "method": method, "window_s": w, **json.loads(out.stdout.splitlines()[-1])}
                 rows.append(row)
+                loaded = row["after_model_load_mb"]
                 print(f"{seconds:>6d} s  {method:<10}  peak RSS {row['peak_rss_mb']:7.0f} MB  "
-                      f"(model loaded: {row['after_model_load_mb']:.0f} MB)  {row['seconds']:6.1f} s", flush=True)
+                      f"(model loaded: {'-' if loaded is None else f'{loaded:.0f}'} MB)  {row['seconds']:6.1f} s",
+                      flush=True)
             path.unlink()
-    print("\nratios (whole-file peak / windowed peak, same length, same run):")
+    print("\nratios (whole-file peak / each engine's peak, same length, same run):")
     for seconds in a.lengths:
         by = {r["method"]: r for r in rows if r["length_s"] == seconds}
         if "whole-file" in by:
-            print(f"  {seconds:>6d} s: {by['whole-file']['peak_rss_mb'] / by['windowed']['peak_rss_mb']:.2f}x")
-    windowed = [r for r in rows if r["method"] == "windowed"]
-    if len(windowed) > 1:
-        print(f"windowed peak, longest / shortest recording: "
-              f"{windowed[-1]['peak_rss_mb'] / windowed[0]['peak_rss_mb']:.2f}x "
-              f"for {windowed[-1]['length_s'] / windowed[0]['length_s']:.0f}x the audio")
+            print(f"  {seconds:>6d} s: sequential {by['whole-file']['peak_rss_mb'] / by['windowed']['peak_rss_mb']:.2f}x, "
+                  f"batched {by['whole-file']['peak_rss_mb'] / by['batched']['peak_rss_mb']:.2f}x")
+    for method in ("windowed", "batched"):
+        same = [r for r in rows if r["method"] == method]
+        if len(same) > 1:
+            print(f"{method} peak, longest / shortest recording: "
+                  f"{same[-1]['peak_rss_mb'] / same[0]['peak_rss_mb']:.2f}x "
+                  f"for {same[-1]['length_s'] / same[0]['length_s']:.0f}x the audio")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1) + "\n")

@@ -260,10 +260,13 @@ EXIT_CONFIG = 3
 def main(argv: list[str] | None = None) -> int:
     from steps.llm import EndpointUnreachable, LLMError
     from steps.models import ModelError
-    from steps.store import StoreConfigError, StoreError
+    from steps.store import S3Store, StoreConfigError, StoreError, s3_settings_from_env
+    from steps.urls import redact_url
 
     logging.basicConfig(level=os.environ.get("KUBESCRIBE_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if any(str(getattr(args, name, "") or "").startswith("s3://") for name in ("input", "output")):
+        say(f"S3 at {redact_url(s3_settings_from_env().endpoint)}: {S3Store.describe_waits()}", file=sys.stderr)
     try:
         return args.fn(args)
     except EndpointUnreachable as e:  # an outage of the gateway: worth another attempt after the backoff

@@ -31,6 +31,9 @@ __all__ = [
     "DEFAULT_IDLE_READ_TIMEOUT_S",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "DEFAULT_SUMMARIZE_BUDGET_S",
+    "S3_ATTEMPTS",
+    "S3_CONNECT_TIMEOUT_S",
+    "S3_READ_TIMEOUT_S",
     "Deadline",
     "earliest",
     "StreamGuard",
@@ -50,6 +53,16 @@ DEFAULT_SUMMARIZE_BUDGET_S = 4 * 3600.0
 #: A saturated llm-d pool sheds or queues batch work for minutes, not seconds; this wait extends the request
 #: deadline (not the step budget) and honours Retry-After.
 DEFAULT_BUSY_WAIT_S = 900.0
+
+# S3 (steps/store.py): every call is bounded by attempts x (connect + longest silence), plus a few seconds of
+# back-off. An unreachable endpoint fails in seconds; one that accepts and never answers within about 6 minutes,
+# then the step exits 2 and the workflow's retry takes over. 120 s of silence covers a large GET on a slow MinIO.
+#: TCP connect timeout per S3 attempt.
+S3_CONNECT_TIMEOUT_S = 5.0
+#: Longest silence (no bytes) tolerated from S3 within one attempt.
+S3_READ_TIMEOUT_S = 120.0
+#: Attempts per S3 call (connection errors, timeouts and 5xx answers are tried again).
+S3_ATTEMPTS = 3
 
 # Kinds of expiry reported by StreamGuard.
 FIRST_TOKEN, IDLE, LIMIT = "first-token", "idle", "limit"

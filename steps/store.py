@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from steps.deadlines import S3_ATTEMPTS, S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S
+
 __all__ = ["Obj", "ObjectError", "Store", "LocalStore", "S3Store", "StoreConfigError", "StoreError", "open_store",
            "s3_settings_from_env"]
 
@@ -274,8 +276,8 @@ class S3Store(Store):
             raise StoreConfigError(f"S3 endpoint must look like http(s)://host:port, got {self.settings.endpoint!r}")
         # Few, short retries: an unreachable endpoint must fail in seconds with a clear message, not hang.
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=120),
-            retries=urllib3.Retry(total=2, backoff_factor=0.3, status_forcelist=[500, 502, 503, 504]),
+            timeout=urllib3.Timeout(connect=S3_CONNECT_TIMEOUT_S, read=S3_READ_TIMEOUT_S),
+            retries=urllib3.Retry(total=S3_ATTEMPTS - 1, backoff_factor=0.3, status_forcelist=[500, 502, 503, 504]),
             maxsize=16,
         )
         self.client = Minio(
@@ -309,8 +311,14 @@ class S3Store(Store):
             return kind(f"S3 {what} failed for {self.uri(key)}: {exc.code} ({exc.message})")
         reason = str(exc).split("(Caused by")[-1].strip(" ()'\"") or type(exc).__name__
         return StoreError(
-            f"S3 endpoint {self.settings.endpoint} unreachable during {what} of {self.uri(key)}: {reason}"
+            f"S3 endpoint {self.settings.endpoint} unreachable during {what} of {self.uri(key)}: {reason} "
+            f"({self.describe_waits()})"
         )
+
+    @staticmethod
+    def describe_waits() -> str:
+        return (f"each S3 call: {S3_ATTEMPTS} attempts, {S3_CONNECT_TIMEOUT_S:g} s to connect, "
+                f"{S3_READ_TIMEOUT_S:g} s without an answer")
 
     def list(self, prefix: str = "") -> Iterator[Obj]:
         full = self._key(prefix)

@@ -1,5 +1,6 @@
-"""Helpers for tests that drive the real ``kubescribe`` CLI as a subprocess: process-tree inspection through /proc,
-a tiny fake OpenAI server, a TCP proxy that can simulate an outage, and long audio made from the samples."""
+"""Helpers for tests that drive the real ``kubescribe`` CLI as a subprocess: a run to the end and the contract of its
+report, process-tree inspection through /proc, a tiny fake OpenAI server, a TCP proxy that can simulate an outage,
+and long audio made from the samples."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import _ROOT, SAMPLES
+from tests.support import ROOT, SAMPLES
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -28,7 +29,7 @@ def start_cli(args: list[str], logs: Path, env: dict[str, str] | None = None) ->
     """``kubescribe ARGS`` in the background; stdout/stderr go to files under ``logs`` (no pipe can fill up)."""
     logs.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, env=env or cli_env(), stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, env=env or cli_env(), stdin=subprocess.DEVNULL,
         stdout=open(logs / "stdout", "wb"), stderr=open(logs / "stderr", "wb"),  # noqa: SIM115 - child owns them
     )
 
@@ -46,6 +47,28 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+# --- `kubescribe run` through the whole pipeline -----------------------------------------------------------------
+
+
+def kubescribe(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workflows.cli", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def check_contract(report: dict, out_exists) -> dict[str, dict]:
+    files = {f["input"]: f for f in report["files"]}
+    assert len(files) == len(report["files"]), "every input exactly once"
+    for f in report["files"]:
+        assert f["status"] in ("succeeded", "failed")
+        assert (f["error"] is None) == (f["status"] == "succeeded")
+        assert set(f["outputs"]) == {"txt", "srt", "vtt", "json", "summary", "summary_json"}
+        for rel in filter(None, f["outputs"].values()):
+            assert not rel.startswith("/") and out_exists(rel), rel
+    return files
 
 
 # --- processes ---------------------------------------------------------------------------------------------------
@@ -133,33 +156,47 @@ def long_audio(dest: Path, minutes: float) -> Path:
 
 
 class FakeLLM:
-    """Answers ``GET /v1/models`` and every chat completion (non-streamed JSON) with ``reply``."""
+    """A small OpenAI-compatible server: ``GET /v1/models`` lists ``fake-model``; every chat completion (non-streamed
+    JSON) answers ``reply`` with ``finish_reason``. ``status`` other than 200 refuses every chat request (as a
+    server that supports no answer format would); with ``token`` set, a request without ``Bearer <token>`` gets 401."""
 
-    def __init__(self, reply: str = "A short summary.") -> None:
+    def __init__(self, reply: str = "A short summary.", *, finish_reason: str = "stop", status: int = 200,
+                 token: str | None = None) -> None:
         body = json.dumps({
             "id": "fake", "object": "chat.completion", "model": "fake-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                         "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }).encode()
         models = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
+        refusal = json.dumps({"error": {"message": "response_format is not supported", "code": status}}).encode()
+        denied = json.dumps({"error": {"message": "invalid api key", "code": 401}}).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, data: bytes) -> None:
-                self.send_response(200)
+            def _send(self, code: int, data: bytes) -> None:
+                self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _allowed(self) -> bool:
+                if token is None or self.headers.get("Authorization") == f"Bearer {token}":
+                    return True
+                self._send(401, denied)
+                return False
+
             def do_GET(self) -> None:
-                self._send(models)
+                if self._allowed():
+                    self._send(200, models)
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self._send(body)
+                if self._allowed():
+                    self._send(status, body if status == 200 else refusal)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -1,11 +1,15 @@
-"""Shared pytest fixtures. Each block below belongs to one area; keep them separate."""
+"""Shared pytest fixtures. Each block below belongs to one area; keep them separate.
+
+Paths and helpers the test modules share (``ROOT``, ``FIXTURES``, ``make_bucket``...) are in tests/support.py and
+the area's ``*_support.py`` modules; this file holds only fixtures and hooks."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +18,9 @@ import pytest
 _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
+
+if TYPE_CHECKING:  # after the sys.path insert above, like every import from the project
+    from tests.llm_support import FakeOpenAI
 
 
 # --- LLM server (steps/llm.py tests) ------------------------------------
@@ -80,13 +87,6 @@ def tiny_model(tiny_checkpoint: Path) -> object:
 
 # --- Pipeline (store, plan, transcribe, end-to-end) ------------------------------
 
-FIXTURES = _ROOT / "tests" / "fixtures"
-SAMPLES = _ROOT / "samples"
-JFK_REFERENCE = (
-    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_model_cache(model_cache: Path) -> Iterator[None]:
     """Steps (and the processes the local runner starts) resolve models in the session cache, not ~/.cache."""
@@ -121,14 +121,43 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return s3_server
 
 
-def make_bucket(endpoint: str, name: str) -> None:
-    """A new, empty bucket. The S3 server lives for the whole session, so a test that reused another test's bucket
-    would see that test's objects (CI once failed on exactly that): a name already taken is a test bug."""
-    from minio import Minio
-
-    client = Minio(endpoint.split("://", 1)[1], access_key="test-access", secret_key="test-secret", secure=False)
-    assert not client.bucket_exists(name), f"bucket {name!r} is already used by another test: pick a unique name"
-    client.make_bucket(name)
-
-
 # --- end Pipeline ------------------------------------------------------------------
+
+
+# --- fake OpenAI server (tests/llm_support.py) -----------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[..., FakeOpenAI]]:
+    """Makes ``FakeOpenAI`` servers (same arguments); every one is closed after the test."""
+    from tests.llm_support import FakeOpenAI
+
+    servers: list[FakeOpenAI] = []
+
+    def make(*args: Any, **kwargs: Any) -> FakeOpenAI:
+        servers.append(FakeOpenAI(*args, **kwargs))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+# --- end fake OpenAI server ------------------------------------------------------
+
+
+# --- Helm chart (tests/chart_support.py) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[object]:
+    """charts/kubescribe loaded by helm-python-sdk, once per test module."""
+    import helm_python
+
+    from tools.chart import CHART_DIR
+
+    with helm_python.Chart.load(CHART_DIR) as c:
+        yield c
+
+
+# --- end Helm chart ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_local_runner import GPU, OK, ctr, task, workflow
+from tests.argo_support import GPU, OK, ctr, task, workflow
 from workflows.local import Event, LocalRunner, UnsupportedFeature, WorkflowError
 from workflows.local.durations import parse_duration
 from workflows.local.exprlang import ExprError, evaluate_bool

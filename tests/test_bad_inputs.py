@@ -28,8 +28,10 @@ from steps.runstate import write_plan
 from steps.store import LocalStore, open_store
 from steps.transcribe import TranscribeOptions, run_shard
 from tests.audio_support import write_wav
-from tests.conftest import FIXTURES, SAMPLES, make_bucket
-from tests.test_pipeline_local import check_contract, kubescribe
+from tests.cli_support import check_contract, kubescribe
+from tests.support import FIXTURES, SAMPLES, make_bucket
+
+pytestmark = pytest.mark.e2e
 
 SPEECH = FIXTURES / "speech"
 BAD = FIXTURES / "bad"

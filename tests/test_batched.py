@@ -21,7 +21,9 @@ from steps.store import LocalStore
 from steps.transcribe import TranscribeOptions, run_shard
 from steps.vad import CHUNK_S, plan_chunks, regions
 from tests.audio_support import write_wav
-from tests.conftest import FIXTURES, SAMPLES
+from tests.support import FIXTURES, SAMPLES
+
+pytestmark = pytest.mark.integration
 
 SPEECH = FIXTURES / "speech"
 REFERENCES = json.loads((SPEECH / "references.json").read_text())

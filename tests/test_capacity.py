@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import _ROOT, FIXTURES
+from tests.support import FIXTURES, ROOT
 from workflows.capacity import defaults as D
 from workflows.capacity.calibration import Input, LLMProfile, load
 from workflows.capacity.kueue import ClusterQueue, Workload
 from workflows.capacity.llm import Request, Router, pool_of, run_closed_loop
 from workflows.capacity.model import GPU_TYPES, WHOLE, Inventory, MigLayout, Placed, PodSpec, QueueConfig, Slicing, WorkItem
 from workflows.capacity.sim import _finish_times, lower_bound, simulate
+
+pytestmark = pytest.mark.e2e
 
 A100 = GPU_TYPES["A100-40GB"]
 
@@ -249,7 +251,7 @@ def test_prefix_routing_reuses_what_random_picking_evicts(seed):
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "workflows.cli", "capacity", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(_ROOT)})
+                          text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -258,25 +260,15 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.fixture(scope="module")
-def chart():
-    import helm_python
-
-    from tools.chart import CHART_DIR
-
-    with helm_python.Chart.load(CHART_DIR) as c:
-        yield c
-
-
 def _check_values(chart, values_path: Path) -> dict:
-    from tests.test_chart import NAMESPACE, _hera_workflowtemplate, render
-    from tests.test_chart import V as schemas
+    from tests.chart_support import NAMESPACE, hera_workflowtemplate, render
+    from tests.schemas import validate as schemas
 
     overrides = yaml.safe_load(values_path.read_text())
     rendered = render(chart, overrides)  # helm validates the values against values.schema.json here
     errors = [e for o in rendered.objects for e in schemas.validation_errors(o, strict=True)]
     assert not errors, "\n".join(errors)
-    assert rendered.one("WorkflowTemplate") == _hera_workflowtemplate(rendered)
+    assert rendered.one("WorkflowTemplate") == hera_workflowtemplate(rendered)
     assert NAMESPACE
     return rendered.values
 

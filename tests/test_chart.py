@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import itertools
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import helm_python
 import pytest
 import yaml
 
+from tests.chart_support import NAMESPACE, RELEASE, SCENARIO_FILES, Rendered, diff, hera_workflowtemplate, render
 from tests.schemas import validate as schema_validate
 from tools.chart import CHART_DIR, stale_chart_templates
 from tools.chart_values import (
@@ -27,9 +26,8 @@ from tools.chart_values import (
     effective_objective,
     fullname,
     quota_resource_name,
-    settings_from_values,
 )
-from workflows.pipeline import PRIORITY_LABEL, QUEUE_LABEL, build_workflow_template
+from workflows.pipeline import PRIORITY_LABEL, QUEUE_LABEL
 from workflows.render import to_yaml
 
 
@@ -37,59 +35,13 @@ from workflows.render import to_yaml
 
 V = schema_validate
 
-RELEASE, NAMESPACE = "kubescribe", "audio"
-SCENARIO_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
 REQUIRED_SCENARIOS = {"defaults", "cpu-only", "whole-gpu", "mig", "kueue-off", "cron", "inference-objective"}
-
-
-@dataclass
-class Rendered:
-    name: str
-    overrides: dict
-    values: dict  # merged (chart defaults + overrides)
-    objects: list[dict]
-    release: str = RELEASE
-
-    def of_kind(self, kind: str) -> list[dict]:
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def one(self, kind: str) -> dict:
-        found = self.of_kind(kind)
-        assert len(found) == 1, f"{self.name}: expected one {kind}, rendered {[o['metadata']['name'] for o in found]}"
-        return found[0]
-
-
-@pytest.fixture(scope="module")
-def chart():
-    with helm_python.Chart.load(CHART_DIR) as c:
-        yield c
-
-
-def render(chart, overrides: dict, name: str = "adhoc", release: str = RELEASE) -> Rendered:
-    manifests = chart.render(overrides, name=release, namespace=NAMESPACE)
-    objects = []
-    for path, text in sorted(manifests.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        objects += [doc for doc in yaml.safe_load_all(text) if doc]
-    return Rendered(name, overrides, chart.merge_values(overrides), objects, release)
 
 
 @pytest.fixture(scope="module", params=SCENARIO_FILES, ids=lambda p: p.name.removesuffix("-values.yaml"))
 def scenario(request, chart) -> Rendered:
     path: Path = request.param
     return render(chart, yaml.safe_load(path.read_text()) or {}, path.name.removesuffix("-values.yaml"))
-
-
-def _diff(expected: dict, actual: dict, what: str) -> str:
-    lines = difflib.unified_diff(
-        to_yaml(expected).splitlines(), to_yaml(actual).splitlines(), f"{what} (hera)", f"{what} (helm)", lineterm=""
-    )
-    return "\n".join(list(lines)[:80])
-
-
-def _hera_workflowtemplate(r: Rendered) -> dict:
-    return build_workflow_template(settings_from_values(r.values, release_name=r.release, namespace=NAMESPACE)).to_dict()
 
 
 def _containers(template: dict) -> list[dict]:
@@ -144,9 +96,9 @@ def test_lint(scenario: Rendered):
 
 
 def test_workflowtemplate_is_the_hera_render(scenario: Rendered):
-    expected = _hera_workflowtemplate(scenario)
+    expected = hera_workflowtemplate(scenario)
     actual = scenario.one("WorkflowTemplate")
-    assert actual == expected, f"{scenario.name}: chart WorkflowTemplate != hera render\n" + _diff(expected, actual, "WorkflowTemplate")
+    assert actual == expected, f"{scenario.name}: chart WorkflowTemplate != hera render\n" + diff(expected, actual, "WorkflowTemplate")
 
 
 def test_cronworkflow_is_the_hera_render(scenario: Rendered):
@@ -156,7 +108,7 @@ def test_cronworkflow_is_the_hera_render(scenario: Rendered):
         assert crons == [], f"{scenario.name}: cron.enabled is false but a CronWorkflow was rendered"
         return
     (actual,) = crons
-    assert actual == expected, f"{scenario.name}: chart CronWorkflow != hera render\n" + _diff(expected, actual, "CronWorkflow")
+    assert actual == expected, f"{scenario.name}: chart CronWorkflow != hera render\n" + diff(expected, actual, "CronWorkflow")
     assert actual["spec"]["concurrencyPolicy"] == "Forbid"
     args = {p["name"]: p["value"] for p in actual["spec"]["workflowSpec"]["arguments"]["parameters"]}
     assert args["only-new"] == "true"
@@ -181,8 +133,8 @@ def test_every_shape_combination_is_the_hera_render(chart, kueue, s3, llm_key, a
     if not s3:
         overrides |= {"s3": {"existingSecret": ""}, "artifactRepository": {"enabled": False}}
     r = render(chart, overrides)
-    expected = _hera_workflowtemplate(r)
-    assert r.one("WorkflowTemplate") == expected, _diff(expected, r.one("WorkflowTemplate"), "WorkflowTemplate")
+    expected = hera_workflowtemplate(r)
+    assert r.one("WorkflowTemplate") == expected, diff(expected, r.one("WorkflowTemplate"), "WorkflowTemplate")
 
 
 @pytest.mark.parametrize("timezone,suspend,legacy,cron_input", list(itertools.product(
@@ -193,7 +145,7 @@ def test_every_cron_combination_is_the_hera_render(chart, timezone, suspend, leg
     r = render(chart, {"cron": cron})
     expected = cron_from_values(r.values, release_name=RELEASE, namespace=NAMESPACE)
     actual = r.one("CronWorkflow")
-    assert actual == expected, _diff(expected, actual, "CronWorkflow")
+    assert actual == expected, diff(expected, actual, "CronWorkflow")
     argo_version = "v3.7.18" if legacy else "v4.1.2"
     assert V.validation_errors(actual, argo_version=argo_version) == []
 
@@ -204,7 +156,7 @@ def test_names_follow_the_release(chart, release):
     wt = r.one("WorkflowTemplate")
     assert wt["metadata"]["name"] == fullname(r.values, release)
     assert len(wt["metadata"]["name"]) <= 63
-    assert wt == _hera_workflowtemplate(r), _diff(_hera_workflowtemplate(r), wt, "WorkflowTemplate")
+    assert wt == hera_workflowtemplate(r), diff(hera_workflowtemplate(r), wt, "WorkflowTemplate")
     assert wt["spec"]["serviceAccountName"] == r.one("ServiceAccount")["metadata"]["name"]
 
 
@@ -390,7 +342,7 @@ def test_inference_objective(scenario: Rendered):
 def test_objective_parameter_names_the_created_object(chart, gateway, expected):
     r = render(chart, {"gateway": gateway})
     assert _objective_parameter(r) == expected == effective_objective(r.values)
-    assert r.one("WorkflowTemplate") == _hera_workflowtemplate(r), _diff(_hera_workflowtemplate(r), r.one("WorkflowTemplate"), "WorkflowTemplate")
+    assert r.one("WorkflowTemplate") == hera_workflowtemplate(r), diff(hera_workflowtemplate(r), r.one("WorkflowTemplate"), "WorkflowTemplate")
     if gateway["inferenceObjective"]["create"]:
         assert r.one("InferenceObjective")["metadata"]["name"] == expected
         notes = chart.render({"gateway": gateway}, name=RELEASE, namespace=NAMESPACE)[f"{chart.name}/templates/NOTES.txt"]

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import FakeLLM, TcpProxy, cli_env, output_of, start_cli, wait_until
-from tests.conftest import _ROOT, FIXTURES, make_bucket
+from tests.support import FIXTURES, ROOT, make_bucket
+
+pytestmark = pytest.mark.e2e
 
 WEATHER = FIXTURES / "speech" / "weather.wav"
 
@@ -44,7 +46,7 @@ def test_odd_file_names_are_printed_literally_and_harmlessly(tmp_path: Path, fak
     result = subprocess.run(
         [sys.executable, "-m", "workflows.cli", "run", str(src), "--out", str(out), "--llm-url", fake_llm.url,
          "--llm-model", "fake-model", "--beam-size", "1", "--max-output-tokens", "16", "--show"],
-        cwd=_ROOT, capture_output=True, text=True, timeout=900, env=cli_env(COLUMNS="200"),
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=cli_env(COLUMNS="200"),
     )
     both = result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-3000:]

@@ -15,7 +15,9 @@ import pytest
 from minio import Minio
 
 from tests.cli_support import FakeLLM, cli_env
-from tests.conftest import _ROOT, FIXTURES, make_bucket
+from tests.support import FIXTURES, ROOT, make_bucket
+
+pytestmark = pytest.mark.e2e
 
 SPEECH = FIXTURES / "speech"
 
@@ -27,7 +29,7 @@ def llm() -> Iterator[FakeLLM]:
 
 
 def kubescribe(*args: str, columns: int = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, env=cli_env(COLUMNS=str(columns), **(env or {})))
 
 

@@ -9,12 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cli_support import cli_env
-from tests.conftest import _ROOT
+from tests.support import ROOT
+
+pytestmark = pytest.mark.e2e
 
 
 def kubescribe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env=cli_env(COLUMNS="100", **(env or {})))
 
 
@@ -39,7 +43,7 @@ def help_entries(text: str) -> dict[str, tuple[list[str], str]]:
 
 def readme_table() -> dict[str, str]:
     """README's `kubescribe run` options table: every ``--option`` named in a row -> that row's default cell."""
-    text = (_ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text()
     start = text.index("| option | default | |", text.index("## Running locally"))
     rows = {}
     for line in text[start:].splitlines()[2:]:

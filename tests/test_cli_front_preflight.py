@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import FakeLLM, cli_env
-from tests.conftest import _ROOT, FIXTURES
+from tests.support import FIXTURES, ROOT
+
+pytestmark = pytest.mark.e2e
 
 WEATHER = FIXTURES / "speech" / "weather.wav"
 
 
 def kubescribe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env=cli_env(**(env or {})))
 
 
@@ -72,6 +74,17 @@ def test_dead_llm_endpoint_fails_before_transcribing(tmp_path: Path, one_file: P
     url = dead_url()
     line = one_error(kubescribe("run", str(one_file), "--out", str(tmp_path / "out"), "--llm-url", url))
     assert line == f"error: --llm-url {url}: not answering (connection refused)"
+    assert not (tmp_path / "out" / "transcripts").exists()
+
+
+def test_a_gateway_that_refuses_the_key_fails_before_transcribing(tmp_path: Path, one_file: Path) -> None:
+    """The preflight asks with the summarize step's own client and credentials (LLM_API_KEY as the bearer token)."""
+    with FakeLLM(token="right-key") as llm:
+        line = one_error(kubescribe("run", str(one_file), "--out", str(tmp_path / "out"), "--llm-url", llm.url,
+                                    env={"LLM_API_KEY": "wrong-key"}))
+        assert line == (f"error: --llm-url {llm.url}: the server refused the credentials (HTTP 401; LLM_API_KEY or "
+                        "user:password in the URL)")
+        assert "wrong-key" not in line
     assert not (tmp_path / "out" / "transcripts").exists()
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import FakeLLM, cli_env
-from tests.conftest import _ROOT, FIXTURES
+from tests.support import FIXTURES, ROOT
+
+pytestmark = pytest.mark.e2e
 
 SPEECH, BAD = FIXTURES / "speech", FIXTURES / "bad"
 
@@ -28,7 +30,7 @@ def llm() -> Iterator[FakeLLM]:
 
 
 def kubescribe(*args: str, columns: int = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, env=cli_env(COLUMNS=str(columns)))
 
 

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import FakeLLM, cli_env
-from tests.conftest import _ROOT, FIXTURES
+from tests.support import FIXTURES, ROOT
+
+pytestmark = pytest.mark.e2e
 
 SPEECH, BAD = FIXTURES / "speech", FIXTURES / "bad"
 
 
 def kubescribe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, env=cli_env(COLUMNS="200"))
 
 
@@ -81,7 +83,7 @@ def test_runs_and_show_read_an_s3_output(s3_env: str) -> None:
 
     from minio import Minio
 
-    from tests.conftest import make_bucket
+    from tests.support import make_bucket
 
     make_bucket(s3_env, "runs-listed")
     client = Minio(s3_env.split("://")[1], access_key="test-access", secret_key="test-secret", secure=False)

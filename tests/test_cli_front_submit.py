@@ -1,5 +1,5 @@
 """`kubescribe submit --wait` fetches the run's own report from the output store when the workflow ends, through
-the real CLI (a subprocess). The Argo Server is the recording fake of tests/test_cluster_cli.py (no cluster here);
+the real CLI (a subprocess). The Argo Server is the recording fake of tests/cluster_support.py (no cluster here);
 the output store is a real S3-protocol server."""
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import pytest
 from minio import Minio
 
 from tests.cli_support import cli_env
-from tests.conftest import _ROOT, make_bucket
-from tests.test_cluster_cli import NS, TOKEN, WF_NAME, FakeServer, _handler, node, submitted_workflow, workflow_status
+from tests.cluster_support import NS, TOKEN, WF_NAME, FakeServer, handler, node, submitted_workflow, workflow_status
+from tests.support import ROOT, make_bucket
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def argo() -> Iterator[tuple[FakeServer, str]]:
     fake = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler(fake))
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     fake.on("POST", f"/api/v1/workflows/{NS}/submit", (200, submitted_workflow()))
     done = node("1", "report", "Failed", "2026-11-27T10:00:02Z", "Error (exit code 1)")
@@ -39,7 +41,7 @@ def submit(url: str, env: dict[str, str], *extra: str) -> subprocess.CompletedPr
     return subprocess.run(
         [sys.executable, "-m", "workflows.cli", "submit", "--argo-server", url, "--token", TOKEN, "-n", NS, "--wait",
          "--poll-interval", "0.01", "-p", "output=s3://reports/results", *extra],
-        cwd=_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
         env=cli_env(NO_PROXY="127.0.0.1,localhost", **env))
 
 

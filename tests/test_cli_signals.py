@@ -26,7 +26,9 @@ from tests.cli_support import (
     start_cli,
     wait_until,
 )
-from tests.conftest import _ROOT, FIXTURES
+from tests.support import FIXTURES, ROOT
+
+pytestmark = pytest.mark.e2e
 
 WEATHER = FIXTURES / "speech" / "weather.wav"
 CHILDREN = ("kubescribe-step", "llama-server")
@@ -89,7 +91,7 @@ def test_sigterm_stops_all_children_then_a_rerun_resumes(tmp_path: Path, long_re
 
     # Re-run on the same output (without the long file, to stay cheap): the finished transcript is reused.
     (src / "long-call.flac").unlink()
-    again = subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=_ROOT, capture_output=True, text=True,
+    again = subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())

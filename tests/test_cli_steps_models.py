@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _ROOT
+from tests.support import ROOT
+
+pytestmark = pytest.mark.integration
 
 
 def cache_dir_in(env: dict[str, str]) -> str:
     base = {k: v for k, v in os.environ.items() if k not in ("KUBESCRIBE_MODEL_CACHE", "XDG_CACHE_HOME", "HOME")}
     proc = subprocess.run([sys.executable, "-c", "from steps.models import model_cache_dir; print(model_cache_dir())"],
-                          cwd=_ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60, check=True)
+                          cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60, check=True)
     return proc.stdout.strip()
 
 
@@ -48,7 +50,7 @@ def test_a_checkpoint_whisper_downloaded_is_reused_not_fetched_again(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KUBESCRIBE_MODEL_CACHE"}
     env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), KUBESCRIBE_MODEL_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run([sys.executable, "-c", "from steps.models import resolve_checkpoint; "
-                           "print(resolve_checkpoint('tiny'))"], cwd=_ROOT, env=env, capture_output=True, text=True,
+                           "print(resolve_checkpoint('tiny'))"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(theirs)

@@ -1,5 +1,5 @@
 """Issue 11, the summarize and report steps through the real ``kubescribe-step`` process against a small fake
-OpenAI server: a summary cut at the token limit is never presented as complete, summaries report structured
+OpenAI server (tests/cli_support.FakeLLM): a summary cut at the token limit is never presented as complete, summaries report structured
 events, a failed summary is printed once, and outputs are as readable as the user's umask allows.
 """
 
@@ -11,8 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,57 +20,16 @@ from steps.events import EVENTS_ENV, iter_events
 from steps.records import SUMMARY_TRUNCATED, FileResult, Plan, PlannedFile, ShardResult
 from steps.runstate import write_plan
 from steps.store import LocalStore
-from tests.conftest import _ROOT
+from tests.cli_support import FakeLLM
+from tests.support import ROOT
+
+pytestmark = pytest.mark.integration
 
 TRANSCRIPT = ("Good morning everyone. Today we will review the weather report for the coming week. Rain is expected "
               "on Tuesday and sunshine on Friday, so the picnic moves to Friday afternoon.")
 ANSWER = {"title": "Weather review", "summary": "Rain is expected on Tuesday; the picnic moves to Friday.",
           "key_points": ["Sunshine on Friday."], "decisions": ["The picnic moves to Friday afternoon."],
           "action_items": [], "open_questions": []}
-
-
-class OpenAIStub:
-    """``GET /v1/models`` and chat completions answered with ``answer`` and ``finish_reason``; ``status`` other
-    than 200 refuses every chat request (as a server that supports no answer format would)."""
-
-    def __init__(self, finish_reason: str = "stop", status: int = 200) -> None:
-        body = json.dumps({
-            "id": "x", "object": "chat.completion", "model": "fake-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(ANSWER)},
-                         "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 64, "total_tokens": 114}}).encode()
-        models = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
-        refusal = json.dumps({"error": {"message": "response_format is not supported", "code": status}}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, code: int, data: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._send(200, models)
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self._send(status, body if status == 200 else refusal)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def __enter__(self) -> OpenAIStub:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def transcribed(tmp_path: Path) -> LocalStore:
@@ -92,7 +49,7 @@ def step(*args: str, events: Path | None = None, umask: int | None = None) -> su
     env = {k: v for k, v in os.environ.items() if k != EVENTS_ENV}
     if events is not None:
         env[EVENTS_ENV] = str(events)
-    return subprocess.run([sys.executable, "-m", "steps.cli", *args], cwd=_ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "steps.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300, preexec_fn=None if umask is None else (lambda: os.umask(umask)))
 
 
@@ -106,7 +63,7 @@ def summarize_and_report(out: LocalStore, url: str, events: Path | None = None, 
 
 def test_a_summary_cut_at_the_token_limit_is_marked_incomplete_everywhere(tmp_path):
     out, ev = transcribed(tmp_path), tmp_path / "events.jsonl"
-    with OpenAIStub(finish_reason="length") as llm:
+    with FakeLLM(json.dumps(ANSWER), finish_reason="length") as llm:
         s, r, report = summarize_and_report(out, llm.url, events=ev)
     assert s.returncode == 0, s.stdout + s.stderr
     doc = json.loads(out.read_text("summaries/weather.json"))
@@ -124,7 +81,7 @@ def test_a_summary_cut_at_the_token_limit_is_marked_incomplete_everywhere(tmp_pa
     assert "warning: weather.wav: summary cut" in s.stdout
 
     ev.unlink()
-    with OpenAIStub(finish_reason="length") as llm:
+    with FakeLLM(json.dumps(ANSWER), finish_reason="length") as llm:
         summarize_and_report(out, llm.url, events=ev)  # cached: still marked
     done = [e for e in iter_events(ev) if e.event == "summary_done"]
     assert done[0].status == "cached" and done[0].warnings == [SUMMARY_TRUNCATED]
@@ -132,7 +89,7 @@ def test_a_summary_cut_at_the_token_limit_is_marked_incomplete_everywhere(tmp_pa
 
 def test_a_complete_summary_is_not_marked(tmp_path):
     out = transcribed(tmp_path)
-    with OpenAIStub(finish_reason="stop") as llm:
+    with FakeLLM(json.dumps(ANSWER)) as llm:
         _, _, report = summarize_and_report(out, llm.url)
     doc = json.loads(out.read_text("summaries/weather.json"))
     assert doc["truncated"] is False and "cut at" not in out.read_text("summaries/weather.md")
@@ -141,7 +98,7 @@ def test_a_complete_summary_is_not_marked(tmp_path):
 
 def test_a_failed_summary_is_printed_once_by_its_step(tmp_path):
     out, ev = transcribed(tmp_path), tmp_path / "events.jsonl"
-    with OpenAIStub(status=400) as llm:
+    with FakeLLM(json.dumps(ANSWER), status=400) as llm:
         s, _, report = summarize_and_report(out, llm.url, events=ev)
     assert report["files"][0]["status"] == "failed"
     assert (s.stdout + s.stderr).count("weather.wav") == 1, s.stdout + s.stderr
@@ -152,7 +109,7 @@ def test_a_failed_summary_is_printed_once_by_its_step(tmp_path):
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_outputs_are_as_readable_as_the_umask_allows(tmp_path, umask, mode):
     out = transcribed(tmp_path)
-    with OpenAIStub() as llm:
+    with FakeLLM(json.dumps(ANSWER)) as llm:
         summarize_and_report(out, llm.url, umask=umask)
     for rel in ("report.json", "summaries/weather.md", "summaries/weather.json", layout.run_report("r1")):
         assert stat.S_IMODE((tmp_path / "out" / rel).stat().st_mode) == mode, rel
@@ -171,6 +128,6 @@ def test_a_gateway_that_does_not_answer_exits_2_after_recording_the_files_then_a
     (entry,) = report["files"]
     assert entry["status"] == "failed" and entry["error"].startswith("weather.wav: summarization failed: ")
     assert "127.0.0.1" in entry["error"]
-    with OpenAIStub() as llm:  # the gateway is back: the retried step succeeds
+    with FakeLLM(json.dumps(ANSWER)) as llm:  # the gateway is back: the retried step succeeds
         s, _, report = summarize_and_report(out, llm.url)
     assert s.returncode == 0 and report["files"][0]["status"] == "succeeded", s.stdout + s.stderr

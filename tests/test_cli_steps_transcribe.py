@@ -27,7 +27,9 @@ from steps.events import EVENTS_ENV, iter_events
 from steps.markers import transcript_key
 from steps.transcribe import TranscribeOptions, Transcriber
 from tests.audio_support import write_wav
-from tests.conftest import _ROOT, FIXTURES
+from tests.support import FIXTURES, ROOT
+
+pytestmark = pytest.mark.integration
 
 SPEECH = FIXTURES / "speech"
 
@@ -36,7 +38,7 @@ def step(*args: str, events: Path | None = None, check: bool = True) -> subproce
     env = {k: v for k, v in os.environ.items() if k != EVENTS_ENV}
     if events is not None:
         env[EVENTS_ENV] = str(events)
-    proc = subprocess.run([sys.executable, "-m", "steps.cli", *args], cwd=_ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "steps.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     if check:
         assert proc.returncode in (0, 1), proc.stdout + proc.stderr

@@ -21,101 +21,37 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.cluster_support import (
+    NS,
+    TOKEN,
+    WF_NAME,
+    FakeServer,
+    Request,
+    Response,
+    handler,
+    node,
+    submitted_workflow,
+    workflow_status,
+)
 from workflows.cluster import add_cluster_commands
 from workflows.cron import build_cron_workflow
 from workflows.pipeline import build_workflow, build_workflow_template
 from workflows.settings import PipelineSettings
 
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.argo-test-token-5f2c"
 K8S_TOKEN = "sha256~k8s-user-token-91ab"
-NS = "audio"
-
-# --- a recording HTTP server ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-Response = tuple[int, Any]  # (status, JSON body or str)
-
-
-@dataclass
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    responses: list[Response | Callable[[Request], Response]]
-
-    def next(self, req: Request) -> Response:
-        r = self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
-        return r(req) if callable(r) else r
-
-
-@dataclass
-class FakeServer:
-    routes: list[Route] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-
-    def on(self, method: str, path: str, *responses: Response | Callable[[Request], Response]) -> None:
-        """Answer ``method path`` (a regex matched against the path without its query) with ``responses`` in
-        order, the last one repeating. Later registrations win, so a test can override a default route."""
-        self.routes.insert(0, Route(method, re.compile(path + r"$"), list(responses)))
-
-    def handle(self, req: Request) -> Response:
-        self.requests.append(req)
-        bare = req.path.split("?")[0]
-        for route in self.routes:
-            if route.method == req.method and route.pattern.match(bare):
-                return route.next(req)
-        self.unexpected.append(f"{req.method} {req.path}")
-        return 500, {"code": 2, "message": f"fake server: no route for {req.method} {req.path}"}
-
-    def sent(self, method: str, path: str) -> list[Request]:
-        return [r for r in self.requests if r.method == method and re.fullmatch(path, r.path.split("?")[0])]
-
-
-def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode() if length else None
-            status, payload = server.handle(Request(self.command, self.path, {k.title(): v for k, v in self.headers.items()}, body))
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler
 
 
 @pytest.fixture
 def http() -> Iterator[tuple[FakeServer, str]]:
     fake = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler(fake))
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield fake, f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -177,37 +113,6 @@ def stored(manifest: dict, version: str = "48213") -> dict:
 
 def echo_created(key: str) -> Callable[[Request], Response]:
     return lambda req: (200, stored(req.json[key], "48100"))
-
-
-WF_NAME = "kubescribe-x7k2p"
-
-
-def submitted_workflow() -> dict:
-    return {
-        "metadata": {"name": WF_NAME, "generateName": "kubescribe-", "namespace": NS,
-                     "uid": "5e1d3c2b-1111-4a51-9a43-7f5d6b1c2e90", "resourceVersion": "50001",
-                     "creationTimestamp": "2026-11-27T10:00:00Z",
-                     "labels": {"workflows.argoproj.io/workflow-template": "kubescribe"}},
-        "spec": {"workflowTemplateRef": {"name": "kubescribe"}, "arguments": {}},
-        "status": {},
-    }
-
-
-def node(suffix: str, display: str, phase: str, started: str, message: str | None = None, type_: str = "Pod") -> dict:
-    n = {"id": f"{WF_NAME}-{suffix}", "name": f"{WF_NAME}.{display}", "displayName": display, "type": type_,
-         "templateName": display.split("(")[0], "phase": phase, "startedAt": started}
-    if message:
-        n["message"] = message
-    return n
-
-
-def workflow_status(phase: str, nodes: list[dict], progress: str, message: str | None = None) -> dict:
-    wf = submitted_workflow()
-    wf["status"] = {"phase": phase, "startedAt": "2026-11-27T10:00:01Z", "progress": progress,
-                    "nodes": {n["id"]: n for n in nodes}}
-    if message:
-        wf["status"]["message"] = message
-    return wf
 
 
 # --- recorded Kubernetes API responses for the workflow RBAC -------------------------------------------------------
@@ -1257,3 +1162,28 @@ def test_doctor_sends_gateway_url_credentials_as_basic_auth_and_never_prints_the
     [models] = fake.sent("GET", "/v1/models")
     assert models.headers["Authorization"] == "Basic " + base64.b64encode(b"summarizer:s3cr@t-pw").decode()
     assert "s3cr" not in out and "summarizer" not in out and f"GET {url}/v1/models answered" in out
+
+
+def test_submit_with_a_run_deadline_creates_a_workflow_that_references_the_template(http, capsys) -> None:
+    """The submit API's options carry no deadline; a Workflow that references the template does, and Argo lets the
+    Workflow's spec win over the template's (argo-workflows workflow/util/merge.go JoinWorkflowSpec)."""
+    fake, url = http
+    fake.on("POST", f"/api/v1/workflows/{NS}", lambda req: (200, {**submitted_workflow(), "spec": req.json["workflow"]["spec"]}))
+    rc, out, err = run_cli(["submit", "--argo-server", url, "--token", TOKEN, "-n", NS, "--active-deadline", "7200",
+                            "-p", "input=s3://audio/2026-12"], capsys)
+    assert rc == 0, err
+    assert not fake.sent("POST", f"/api/v1/workflows/{NS}/submit")
+    [req] = fake.sent("POST", f"/api/v1/workflows/{NS}")
+    assert req.json == {"workflow": {"metadata": {"generateName": "kubescribe-"}, "spec": {
+        "workflowTemplateRef": {"name": "kubescribe"}, "activeDeadlineSeconds": 7200,
+        "arguments": {"parameters": [{"name": "input", "value": "s3://audio/2026-12"}]}}}}
+    assert f"{url}/workflows/{NS}/{WF_NAME}" in out
+
+    rc, _, err = run_cli(["submit", "--inline", "--argo-server", url, "--token", TOKEN, "-n", NS,
+                          "--active-deadline", "600"], capsys)
+    assert rc == 0, err
+    assert fake.sent("POST", f"/api/v1/workflows/{NS}")[-1].json["workflow"]["spec"]["activeDeadlineSeconds"] == 600
+    with pytest.raises(SystemExit):  # argparse: under a minute is refused before anything is sent
+        run_cli(["submit", "--argo-server", url, "--active-deadline", "30"], capsys)
+    assert "at least 60 s" in capsys.readouterr().err
+    assert len(fake.requests) == 2

@@ -25,8 +25,8 @@ import helm_python
 import pytest
 import yaml
 
+from tests.chart_support import NAMESPACE, RELEASE, SCENARIO_FILES, diff, hera_workflowtemplate, render
 from tests.schemas import validate as V
-from tests.test_chart import NAMESPACE, RELEASE, SCENARIO_FILES, _diff, _hera_workflowtemplate, chart, render  # noqa: F401
 from tools.chart import CHART_DIR
 from tools.chart_values import report_artifacts_enabled
 from workflows.cron import build_cron_workflow
@@ -124,7 +124,7 @@ def test_no_backoff_max_duration_in_hera():
 
 
 @pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.name.removesuffix("-values.yaml"))
-def test_no_backoff_max_duration_in_the_chart(chart, path):  # noqa: F811
+def test_no_backoff_max_duration_in_the_chart(chart, path):
     r = render(chart, _scenario_values(path))
     wt = r.one("WorkflowTemplate")
     _no_max_duration(wt)
@@ -150,20 +150,20 @@ def test_run_deadline_bounds_every_run():
         PipelineSettings(active_deadline_seconds=0)
 
 
-def test_chart_run_deadline(chart):  # noqa: F811
+def test_chart_run_deadline(chart):
     r = render(chart, {"cron": {"enabled": True}})
     assert r.one("WorkflowTemplate")["spec"]["activeDeadlineSeconds"] == 86400
     assert r.one("CronWorkflow")["spec"]["workflowSpec"]["activeDeadlineSeconds"] == 86400
     r = render(chart, {"cron": {"enabled": True}, "pipeline": {"activeDeadlineSeconds": 3 * 3600}})
     assert r.one("WorkflowTemplate")["spec"]["activeDeadlineSeconds"] == 3 * 3600
     assert r.one("CronWorkflow")["spec"]["workflowSpec"]["activeDeadlineSeconds"] == 3 * 3600
-    assert r.one("WorkflowTemplate") == _hera_workflowtemplate(r)
+    assert r.one("WorkflowTemplate") == hera_workflowtemplate(r)
     notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)[f"{chart.name}/templates/NOTES.txt"]
     assert "Run deadline:     86400s per run" in notes
 
 
 @pytest.mark.parametrize("value", [0, 59, "24h", None, 1.5])
-def test_chart_run_deadline_schema(chart, value):  # noqa: F811
+def test_chart_run_deadline_schema(chart, value):
     with pytest.raises(helm_python.HelmValuesError) as err:
         chart.render({"pipeline": {"activeDeadlineSeconds": value}}, name=RELEASE, namespace=NAMESPACE)
     assert "/pipeline" in str(err.value)
@@ -205,10 +205,10 @@ def test_no_fixed_ids_by_default_opt_in_when_asked():
 
 @pytest.mark.parametrize("ids", [{}, {"runAsUser": 65532}, {"fsGroup": 1000}, {"runAsGroup": 5, "fsGroup": 6},
                                  {"runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}])
-def test_chart_pod_ids(chart, ids):  # noqa: F811
+def test_chart_pod_ids(chart, ids):
     r = render(chart, {"podSecurityContext": ids})
     wt = r.one("WorkflowTemplate")
-    assert wt == _hera_workflowtemplate(r), _diff(_hera_workflowtemplate(r), wt, "WorkflowTemplate")
+    assert wt == hera_workflowtemplate(r), diff(hera_workflowtemplate(r), wt, "WorkflowTemplate")
     pod = wt["spec"]["securityContext"]
     assert {k: v for k, v in pod.items() if k in ("runAsUser", "runAsGroup", "fsGroup")} == ids
     assert pod["runAsNonRoot"] is True
@@ -216,13 +216,13 @@ def test_chart_pod_ids(chart, ids):  # noqa: F811
 
 
 @pytest.mark.parametrize("ids", [{"runAsUser": 0}, {"fsGroup": "65532"}, {"runAsUid": 1}])
-def test_chart_pod_ids_schema(chart, ids):  # noqa: F811
+def test_chart_pod_ids_schema(chart, ids):
     with pytest.raises(helm_python.HelmValuesError) as err:
         chart.render({"podSecurityContext": ids}, name=RELEASE, namespace=NAMESPACE)
     assert "/podSecurityContext" in str(err.value)
 
 
-def test_executor_security_context_is_documented(chart):  # noqa: F811
+def test_executor_security_context_is_documented(chart):
     notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)[f"{chart.name}/templates/NOTES.txt"]
     chart_readme = (CHART_DIR / "README.md").read_text()
     for text in (notes, chart_readme):
@@ -236,7 +236,7 @@ def test_executor_security_context_is_documented(chart):  # noqa: F811
 # 4. Summaries queued, not dropped
 
 
-def test_inference_objective_priority_is_not_sheddable(chart):  # noqa: F811
+def test_inference_objective_priority_is_not_sheddable(chart):
     # llm-d router: IsSheddable(priority) is priority < 0; the legacy admission controller (flow control off, the
     # default) answers those with 429 when the pool is saturated.
     assert chart.values["gateway"]["inferenceObjective"]["priority"] == 0
@@ -275,12 +275,12 @@ def test_report_publishes_artifacts_and_result():
 
 @pytest.mark.parametrize("report_artifacts,repository,expected", [
     (None, True, True), (None, False, False), (True, False, True), (False, True, False), (True, True, True)])
-def test_chart_report_artifacts(chart, report_artifacts, repository, expected):  # noqa: F811
+def test_chart_report_artifacts(chart, report_artifacts, repository, expected):
     overrides: dict = {"artifactRepository": {"enabled": repository}, "pipeline": {"reportArtifacts": report_artifacts}}
     r = render(chart, overrides)
     assert report_artifacts_enabled(r.values) is expected
     wt = r.one("WorkflowTemplate")
-    assert wt == _hera_workflowtemplate(r), _diff(_hera_workflowtemplate(r), wt, "WorkflowTemplate")
+    assert wt == hera_workflowtemplate(r), diff(hera_workflowtemplate(r), wt, "WorkflowTemplate")
     outputs = _templates(wt)["report"]["outputs"]
     assert ([a["name"] for a in outputs.get("artifacts", [])] == ["report", "summary"]) is expected
     assert [p["name"] for p in outputs["parameters"]] == ["result"]
@@ -292,7 +292,7 @@ def test_chart_report_artifacts(chart, report_artifacts, repository, expected): 
 # 6. Docs that match the code; Kueue preemption; DAS
 
 
-def test_cluster_queue_preemption_is_explicit(chart):  # noqa: F811
+def test_cluster_queue_preemption_is_explicit(chart):
     cq = render(chart, {}).one("ClusterQueue")
     # The values equal Kueue's defaults (clusterqueue_types.go +kubebuilder:default=Never), rendered explicitly.
     assert cq["spec"]["preemption"] == {"withinClusterQueue": "Never", "reclaimWithinCohort": "Never",
@@ -310,13 +310,13 @@ def test_cluster_queue_preemption_is_explicit(chart):  # noqa: F811
     ({"reclaimWithinCohort": "Never", "borrowWithinCohort": {"policy": "LowerPriority"}}, "/kueue/clusterQueue/preemption"),
     ({"withinClusterQueue": "Sometimes"}, "/kueue/clusterQueue/preemption/withinClusterQueue"),
 ])
-def test_cluster_queue_preemption_schema(chart, preemption, where):  # noqa: F811
+def test_cluster_queue_preemption_schema(chart, preemption, where):
     with pytest.raises(helm_python.HelmValuesError) as err:
         chart.render({"kueue": {"clusterQueue": {"preemption": preemption}}}, name=RELEASE, namespace=NAMESPACE)
     assert where in str(err.value)
 
 
-def test_das_quota_default_and_docs(chart):  # noqa: F811
+def test_das_quota_default_and_docs(chart):
     # DAS webhook (pkg/webhook/webhook.go mutatePod): nvidia.com/mig-<p> -> mig.das.com/<p> in limits AND requests;
     # Kueue builds the Workload from the stored pod, so the ClusterQueue counts the renamed resource.
     assert chart.values["das"]["enabled"] is True and chart.values["kueue"]["clusterQueue"]["quota"]["acceleratorResource"] == ""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 
-import helm_python
 import pytest
 import yaml
 
@@ -25,12 +24,6 @@ from workflows.das import das_resource_name, request_name
 
 NAMESPACE = "audio"
 UPSTREAM_EXECUTOR_RULES = [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
-
-
-@pytest.fixture(scope="module")
-def chart():
-    with helm_python.Chart.load(CHART_DIR) as c:
-        yield c
 
 
 def _objects(chart, overrides: dict, release: str = "kubescribe") -> list[dict]:

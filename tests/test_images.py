@@ -12,107 +12,19 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
+from tests.images_support import DOCKERFILES, IMAGES, VARIANTS, pairs, parse_dockerfile
 from workflows.pipeline import build_workflow_template
 from workflows.settings import PipelineSettings
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT / "images"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-VARIANTS = ("whisper", "steps")
-
-
-# --- a small Dockerfile parser ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def values(self, keyword: str) -> list[str]:
-        return [v for k, v in self.instructions if k == keyword]
-
-
-@dataclass
-class Dockerfile:
-    path: Path
-    global_args: dict[str, str]
-    stages: list[Stage]
-
-    @property
-    def final(self) -> Stage:
-        return self.stages[-1]
-
-    def all(self, keyword: str) -> list[str]:
-        return [v for s in self.stages for v in s.values(keyword)]
-
-
-def _logical_lines(text: str) -> list[str]:
-    lines, current = [], ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if current and stripped.startswith("#"):  # comments inside a continued instruction are dropped
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        lines.append(current + stripped)
-        current = ""
-    if current:
-        lines.append(current)
-    return lines
-
-
-def _pairs(value: str) -> dict[str, str]:
-    """``K=V K2="v 2"`` (ENV / LABEL / ARG); the legacy ``ENV K V`` form too."""
-    words = shlex.split(value)
-    if len(words) >= 2 and "=" not in words[0]:
-        return {words[0]: " ".join(words[1:])}
-    return dict(w.split("=", 1) if "=" in w else (w, "") for w in words)
-
-
-def _expand(value: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), value)
-
-
-def parse_dockerfile(path: Path) -> Dockerfile:
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in _logical_lines(path.read_text()):
-        keyword, _, value = line.partition(" ")
-        keyword, value = keyword.upper(), value.strip()
-        if keyword == "FROM":
-            words = [w for w in value.split() if not w.startswith("--platform")]
-            base = _expand(words[0], global_args)
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
-            parent = next((s for s in stages if s.name == base), None)
-            stages.append(Stage(base, name, env=dict(parent.env) if parent else {}))
-            continue
-        if not stages:
-            assert keyword == "ARG", f"{path}: only ARG may precede the first FROM, got {keyword}"
-            global_args.update(_pairs(value))
-            continue
-        stage = stages[-1]
-        stage.instructions.append((keyword, value))
-        if keyword == "ENV":
-            stage.env.update({k: _expand(v, stage.env) for k, v in _pairs(value).items()})
-        if keyword == "LABEL":
-            stage.labels.update(_pairs(value))
-    return Dockerfile(path, global_args, stages)
-
-
-DOCKERFILES = {v: parse_dockerfile(IMAGES / v / "Dockerfile") for v in VARIANTS}
 
 
 def _exec_form(value: str) -> list[str]:
@@ -212,7 +124,7 @@ def test_read_only_root_filesystem_friendly(variant: str) -> None:
 def test_whisper_image_bakes_the_default_model() -> None:
     d = DOCKERFILES["whisper"]
     assert d.final.env["KUBESCRIBE_MODEL_CACHE"] == "/models"
-    args = _pairs(" ".join(d.final.values("ARG")))
+    args = pairs(" ".join(d.final.values("ARG")))
     assert args["WHISPER_MODEL"] == PipelineSettings().whisper_model == "tiny.en"
     bake = [r for r in d.final.values("RUN") if "bake_model.py" in r]
     assert bake and "${WHISPER_MODEL}" in bake[0]
@@ -339,7 +251,7 @@ def test_constraints_pin_every_runtime_dependency_as_pyproject_allows() -> None:
         req = Requirement(spec)
         if _norm(req.name) == "torch":
             assert _norm(req.name) not in pins  # the whisper image pins it with TORCH_VERSION
-            assert req.specifier.contains(_pairs(" ".join(DOCKERFILES["whisper"].final.values("ARG")))["TORCH_VERSION"])
+            assert req.specifier.contains(pairs(" ".join(DOCKERFILES["whisper"].final.values("ARG")))["TORCH_VERSION"])
             continue
         assert _norm(req.name) in pins, f"{req.name} is not pinned in images/constraints.txt (re-run freeze_constraints.py)"
         assert req.specifier.contains(pins[_norm(req.name)]), f"{req.name}=={pins[_norm(req.name)]} violates {spec}"

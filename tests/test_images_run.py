@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, JFK_REFERENCE, SAMPLES, make_bucket
-from tests.test_images import DOCKERFILES, _pairs
+from tests.images_support import DOCKERFILES, pairs
+from tests.support import FIXTURES, JFK_REFERENCE, SAMPLES, make_bucket
 from workflows.pipeline import build_workflow_template
 from workflows.settings import PipelineSettings
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = ROOT / "build" / "images" / "facts.json"
@@ -288,7 +290,7 @@ def test_facts_match_the_chart_dockerfile_and_readme(variant: str) -> None:
     # every package comes from the constraints file at its pinned version: builds are reproducible from it
     pins = _pins()
     torch_version = dict(a.split("=", 1) for a in image["build_args"]).get(
-        "TORCH_VERSION", _pairs(" ".join(DOCKERFILES["whisper"].final.values("ARG"))).get("TORCH_VERSION"))
+        "TORCH_VERSION", pairs(" ".join(DOCKERFILES["whisper"].final.values("ARG"))).get("TORCH_VERSION"))
     for name, version in image["packages"].items():
         if name in ("pip", "setuptools", "wheel") or (variant == "whisper" and (
                 name.startswith("nvidia-") or name in ("triton", "cuda-bindings", "cuda-pathfinder"))):
@@ -315,7 +317,7 @@ def test_whisper_facts_torch_and_baked_weights(whisper_image: dict, tiny_checkpo
     from steps.markers import file_sha256
 
     torch_arg = dict(a.split("=", 1) for a in image["build_args"]).get(
-        "TORCH_VERSION", _pairs(" ".join(DOCKERFILES["whisper"].final.values("ARG")))["TORCH_VERSION"])
+        "TORCH_VERSION", pairs(" ".join(DOCKERFILES["whisper"].final.values("ARG")))["TORCH_VERSION"])
     assert image["torch"] == torch_arg
     assert (image["torch_cuda"] is None) == torch_arg.endswith("+cpu")
     assert image["env"]["KUBESCRIBE_MODEL_CACHE"] == image["model_cache"] == "/models"

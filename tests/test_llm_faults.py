@@ -1,6 +1,6 @@
 """Trust tests for the LLM path: every wait has a deadline, hostile answers fail clearly, secrets stay secret.
 
-All servers are real HTTP servers on 127.0.0.1 (``FakeOpenAI`` from tests/test_llm.py); every server loop is
+All servers are real HTTP servers on 127.0.0.1 (``FakeOpenAI`` from tests/llm_support.py); every server loop is
 bounded (a fixed number of pieces, and it stops when the test closes the server). Deadlines are fractions of a
 second; the only timing assertions are generous upper bounds proving that a call ended.
 """
@@ -32,8 +32,10 @@ from steps.llm import (
 )
 from steps.sanitize import strip_control
 from steps.urls import redact_url, split_credentials
-from tests.conftest import _ROOT, FIXTURES
-from tests.test_llm import FakeOpenAI, Recorded, Reply, error, fake, fast, sse  # noqa: F401 (fixture)
+from tests.llm_support import FakeOpenAI, Recorded, Reply, error, fast, sse
+from tests.support import FIXTURES, ROOT
+
+pytestmark = pytest.mark.e2e
 
 SECRET = "SuperSecret123"
 SSE_HEADERS = {"Content-Type": "text/event-stream"}
@@ -281,7 +283,7 @@ def test_cli_run_keeps_url_credentials_secret(fake: Callable[..., FakeOpenAI], t
     run = subprocess.run(
         [sys.executable, "-m", "workflows.cli", "run", str(src), "--out", str(out), "--llm-url", url,
          "--llm-model", "m", "--show"],
-        cwd=_ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert srv.chat_requests() and all(r.headers.get("authorization") == basic for r in srv.chat_requests())
@@ -303,7 +305,7 @@ def test_cli_run_keeps_url_credentials_secret(fake: Callable[..., FakeOpenAI], t
     step = subprocess.run(
         [sys.executable, "-m", "steps", "summarize", "--output", str(out), "--run-id", run_id,
          "--llm-url", url, "--llm-model", "m2"],
-        cwd=_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert step.returncode == 0, step.stderr[-3000:]
     assert "1 succeeded" in step.stdout and "credentials" in step.stderr

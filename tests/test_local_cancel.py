@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.argo_support import OK, ctr, task, workflow
 from tests.cli_support import alive, cmdline, descendants, wait_until
-from tests.test_local_runner import OK, ctr, task, workflow
 from workflows.local import LocalRunner
 
 PY = sys.executable
@@ -75,7 +75,7 @@ def test_children_die_with_the_runner_process(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from tests.test_local_runner import ctr, task, workflow; from workflows.local import LocalRunner;"
+        "from tests.argo_support import ctr, task, workflow; from workflows.local import LocalRunner;"
         f"LocalRunner(sys.argv[2]).run(workflow([task('slow', 'slow')], ctr('slow', {SLOW_TREE!r}, sys.argv[3])))"
     )
     root = str(Path(__file__).resolve().parents[1])

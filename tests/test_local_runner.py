@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.argo_support import FAIL, GPU, OK, PY, ctr, task, workflow
 from workflows.local import (
     Event,
     LocalRunner,
@@ -28,52 +28,11 @@ from workflows.local import (
 from workflows.local.expressions import eval_when, parse_depends, parse_duration
 from workflows.local.model import WorkflowError
 
-PY = sys.executable
-GPU = "nvidia.com/mig-1g.10gb"
-
 # A child process that appends its [start, end] interval to a JSON-lines file.
 INTERVAL = (
     "import json,sys,time; t0=time.time(); time.sleep(float(sys.argv[2])); "
     "open(sys.argv[1],'a').write(json.dumps([t0, time.time()])+'\\n')"
 )
-
-
-def ctr(name: str, code: str, *args: str, inputs: list[str] | dict[str, str] = (), outputs: dict[str, str] | None = None,
-        **extra: Any) -> dict[str, Any]:
-    """A container template running ``python -c code args...``."""
-    params = [{"name": k, "default": v} for k, v in inputs.items()] if isinstance(inputs, dict) else [
-        {"name": k} for k in inputs
-    ]
-    tmpl: dict[str, Any] = {"name": name, "container": {"image": "python:3.12", "command": [PY, "-c", code, *args]}}
-    if params:
-        tmpl["inputs"] = {"parameters": params}
-    if outputs:
-        tmpl["outputs"] = {"parameters": [{"name": k, "valueFrom": {"path": v}} for k, v in outputs.items()]}
-    for key, value in extra.items():
-        if key in ("env", "resources"):
-            tmpl["container"][key] = value
-        else:
-            tmpl[key] = value
-    return tmpl
-
-
-def task(name: str, template: str, **kw: Any) -> dict[str, Any]:
-    t: dict[str, Any] = {"name": name, "template": template}
-    args = kw.pop("args", None)
-    if args:
-        t["arguments"] = {"parameters": [{"name": k, "value": v} for k, v in args.items()]}
-    t.update(kw)
-    return t
-
-
-def workflow(tasks: list[dict[str, Any]], *templates: dict[str, Any], params: dict[str, str] | None = None,
-             dag_extra: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    main = {"name": "main", "dag": {"tasks": tasks}, **(dag_extra or {})}
-    body: dict[str, Any] = {"entrypoint": "main", "templates": [main, *templates], **spec}
-    if params:
-        body["arguments"] = {"parameters": [{"name": k, "value": v} for k, v in params.items()]}
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "t-"},
-            "spec": body}
 
 
 def intervals(path: Path) -> list[tuple[float, float]]:
@@ -236,8 +195,6 @@ def test_hera_built_workflow_and_workflow_template_parameters(tmp_path: Path) ->
 
 
 # --- control flow --------------------------------------------------------------------------------
-
-OK, FAIL = ctr("ok", "print('ok')"), ctr("fail", "import sys; sys.exit(3)")
 
 
 def test_depends_failed_branches(runner: LocalRunner) -> None:

@@ -31,6 +31,8 @@ from steps.models import (
     resolve_checkpoint,
 )
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = Path(__file__).parent / "fixtures" / "speech"
 TINY_EN_DIMS = whisper.model.ModelDimensions(

@@ -4,29 +4,22 @@ a real llama.cpp server and (for the S3 case) a real S3-protocol server."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from minio import Minio
 
-from tests.conftest import _ROOT, FIXTURES, SAMPLES, make_bucket
+from tests.cli_support import check_contract, kubescribe
+from tests.support import FIXTURES, SAMPLES, make_bucket
+
+pytestmark = pytest.mark.e2e
 
 SPEECH = FIXTURES / "speech"
 BAD = FIXTURES / "bad"
 GOOD = {"weather.wav", "budget.flac", "launch.mp3", "nested/stereo.ogg", "jfk.flac", "silence.flac"}
 BROKEN = {"corrupt.wav", "empty.wav", "notes.mp3"}
-
-
-def kubescribe(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "workflows.cli", *args],
-        cwd=_ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )
 
 
 def mixed_folder(root: Path) -> Path:
@@ -40,18 +33,6 @@ def mixed_folder(root: Path) -> Path:
         shutil.copy(BAD / name, src / name)
     (src / "agenda.txt").write_text("not audio, not an input")
     return src
-
-
-def check_contract(report: dict, out_exists) -> dict[str, dict]:
-    files = {f["input"]: f for f in report["files"]}
-    assert len(files) == len(report["files"]), "every input exactly once"
-    for f in report["files"]:
-        assert f["status"] in ("succeeded", "failed")
-        assert (f["error"] is None) == (f["status"] == "succeeded")
-        assert set(f["outputs"]) == {"txt", "srt", "vtt", "json", "summary", "summary_json"}
-        for rel in filter(None, f["outputs"].values()):
-            assert not rel.startswith("/") and out_exists(rel), rel
-    return files
 
 
 @pytest.mark.llm

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tests.cli_support import TcpProxy
-from tests.conftest import make_bucket
+from tests.support import make_bucket
 from workflows.local import LocalRunner
 from workflows.pipeline import build_workflow
 from workflows.settings import PipelineSettings
+
+pytestmark = pytest.mark.integration
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ from steps.plan import balance, make_plan
 from steps.records import Plan, PlannedFile
 from steps.runstate import read_plan, write_plan
 from steps.store import LocalStore
-from tests.conftest import FIXTURES, SAMPLES
+from tests.support import FIXTURES, SAMPLES
 
 
 def test_stems_drop_extensions_unless_two_inputs_collide():

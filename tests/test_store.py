@@ -8,8 +8,10 @@ import time
 import httpx
 import pytest
 
-from steps.store import LocalStore, S3Settings, S3Store, StoreError, open_store
-from tests.conftest import make_bucket
+from steps.store import LocalStore, ObjectError, S3Settings, S3Store, StoreError, open_store
+from tests.support import make_bucket
+
+pytestmark = pytest.mark.integration
 
 
 def test_local_store_round_trip_and_listing(tmp_path):
@@ -98,3 +100,37 @@ def test_s3_unreachable_endpoint_fails_fast_with_a_clear_message():
     msg = str(err.value)
     assert f"127.0.0.1:{port}" in msg and "unreachable" in msg and "s3://bucket/p/k.txt" in msg
     assert "Traceback" not in msg
+
+
+def test_s3_endpoint_that_accepts_and_never_answers_fails_within_its_bounds(monkeypatch):
+    """Every S3 call has a bound (steps/deadlines.py S3_*): attempts x (connect + silence). Shrunk here so the test
+    is quick; the point is that the call returns, with an error naming the endpoint and the bound it hit."""
+    import threading
+
+    monkeypatch.setattr("steps.store.S3_READ_TIMEOUT_S", 0.5)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts (the kernel completes the handshake) and never answers
+    port = listener.getsockname()[1]
+    store = S3Store("s3://bucket/p", S3Settings(endpoint=f"http://127.0.0.1:{port}", access_key="a", secret_key="b"))
+    outcome: list[BaseException] = []
+    call = threading.Thread(target=lambda: outcome.append(_raised(lambda: store.read_text("k.txt"))), daemon=True)
+    try:
+        call.start()
+        call.join(60)
+        assert not call.is_alive(), "an S3 call to a silent endpoint did not return"
+    finally:
+        listener.close()
+    (err,) = outcome
+    assert isinstance(err, StoreError) and not isinstance(err, ObjectError)
+    msg = str(err)
+    assert f"127.0.0.1:{port}" in msg and "s3://bucket/p/k.txt" in msg
+    assert "each S3 call: 3 attempts, 5 s to connect, 0.5 s without an answer" in msg
+
+
+def _raised(fn) -> BaseException | None:
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 - the test inspects it
+        return e
+    return None

@@ -16,7 +16,7 @@ from steps.report import build_report
 from steps.runstate import write_plan
 from steps.store import LocalStore
 from steps.summarize import run_step
-from tests.test_llm import FakeOpenAI, Recorded, Reply, sse
+from tests.llm_support import FakeOpenAI, Recorded, Reply, sse
 
 
 def _echo(rec: Recorded) -> Reply:

@@ -1,6 +1,6 @@
 """Summaries people can trust (issue 10): structured, checked, grounded, contained, never degenerate.
 
-Deterministic cases run against ``FakeOpenAI`` (a real HTTP server, tests/test_llm.py) scripted to refuse
+Deterministic cases run against ``FakeOpenAI`` (a real HTTP server, tests/llm_support.py) scripted to refuse
 ``response_format``, loop, echo, answer in another language or invent numbers; the same behaviour against the real
 llama-server with SmolLM2 is in the ``llm``-marked tests at the end. No timing assertions.
 """
@@ -18,7 +18,9 @@ from steps import layout
 from steps.llm import LLMClient, LLMSettings, summarize, to_markdown
 from steps.llm.checks import degeneracy, detect_language
 from steps.llm.schema import json_schema, limits_for, parse
-from tests.test_llm import TRANSCRIPT, FakeOpenAI, Recorded, Reply, error, fake, fast, sse  # noqa: F401 (fixture)
+from tests.llm_support import TRANSCRIPT, FakeOpenAI, Recorded, Reply, error, fast, sse
+
+pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "summaries"
 

@@ -19,7 +19,9 @@ from steps.records import ShardResult
 from steps.runstate import write_plan
 from steps.store import LocalStore
 from steps.transcribe import TranscribeOptions, Transcriber, run_shard
-from tests.conftest import FIXTURES, JFK_REFERENCE, SAMPLES
+from tests.support import FIXTURES, JFK_REFERENCE, SAMPLES
+
+pytestmark = pytest.mark.integration
 
 SPEECH = FIXTURES / "speech"
 REFERENCES = {**json.loads((SPEECH / "references.json").read_text())}

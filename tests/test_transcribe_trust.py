@@ -28,7 +28,9 @@ from steps.transcribe import TranscribeOptions, Transcriber, run_shard
 from steps.whisper_outputs import DecodeStalled
 from steps.windows import merge_results, windows
 from tests.audio_support import write_wav
-from tests.conftest import FIXTURES
+from tests.support import FIXTURES
+
+pytestmark = pytest.mark.integration
 
 SPEECH = FIXTURES / "speech"
 REFERENCES = json.loads((SPEECH / "references.json").read_text())
@@ -97,6 +99,39 @@ def test_a_decode_that_stops_advancing_fails_the_file_instead_of_hanging(transcr
     monkeypatch.setattr("steps.transcribe.speech_regions", lambda a, **gate: [(0.0, a.size / SAMPLE_RATE)])
     with pytest.raises(DecodeStalled, match="empty chunk"):
         transcriber.transcribe_audio(cut)
+
+
+def test_the_batched_engine_fails_a_stalled_file_alone(tmp_path, monkeypatch):
+    """The batched engine's guard (steps/batched.py ``guarded_decode``), with the rounding bug put back for one
+    file only: its last clip ends one frame past the content. That file fails with the reason; the other is fine."""
+    import steps.batched
+
+    audio = load_audio(str(SPEECH / "weather.wav"))
+    stalled = audio[: _loud_cut(audio, 120)]
+    src = tmp_path / "in"
+    src.mkdir()
+    write_wav(src / "stalls.wav", stalled)
+    shutil.copy(SPEECH / "budget.flac", src / "fine.flac")
+    plan_chunks = steps.batched.plan_chunks
+
+    def one_frame_too_far(a, spans, *args, **kwargs):
+        chunks = plan_chunks(a, spans, *args, **kwargs)
+        if a.size == stalled.size:
+            last = chunks[-1]
+            last.clips[-1] = (last.clips[-1][0], (last.end - last.start) / SAMPLE_RATE + 0.01)
+        return chunks
+
+    monkeypatch.setattr("steps.batched.plan_chunks", one_frame_too_far)
+    out = LocalStore(tmp_path / "out")
+    write_plan(make_plan(LocalStore(src), out.url, "run-1", shard_seconds=10_000), out)
+    result = run_shard(out.url, "run-1", 0, "tiny.en", TranscribeOptions(engine="batched", beam_size=1, best_of=1),
+                       device="cpu", threads=1, batch_size=2)
+    by_input = {f.input: f for f in result.files}
+    assert by_input["stalls.wav"].status == "failed"
+    assert by_input["stalls.wav"].error == ("stalls.wav: transcription stopped: whisper was handed an empty chunk "
+                                            "(the decode loop would not advance)")
+    assert by_input["fine.flac"].status == "succeeded" and out.read_text("transcripts/fine.txt").strip()
+    assert result.complete
 
 
 # --- 7. long files in bounded windows -------------------------------------------------------------------------

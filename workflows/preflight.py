@@ -112,21 +112,24 @@ def check_gguf(path: str | None) -> None:
 
 def check_llm(url: str, credentials: tuple[str, str] | None, shown: str) -> None:
     """The OpenAI-compatible endpoint answers ``GET /models`` within a few seconds (any HTTP answer but a refusal
-    of the credentials counts: some gateways do not list models)."""
-    import httpx
-
-    from steps.urls import openai_base_url
+    of the credentials counts: some gateways do not list models). Asked by the summarize step's own client, once,
+    with the credentials the step will send."""
+    from steps.llm import LLMClient, LLMError, LLMSettings
     from workflows.cluster.errors import network_reason
 
-    headers = {"Authorization": f"Bearer {os.environ['LLM_API_KEY']}"} if os.environ.get("LLM_API_KEY") else {}
+    settings = LLMSettings(url=url, model="-", api_key=os.environ.get("LLM_API_KEY") or None, basic_auth=credentials,
+                           connect_timeout_s=LLM_CHECK_TIMEOUT_S, first_token_timeout_s=LLM_CHECK_TIMEOUT_S,
+                           read_timeout_s=LLM_CHECK_TIMEOUT_S, request_timeout_s=LLM_CHECK_TIMEOUT_S, budget_s=None,
+                           max_retries=0, busy_wait_s=0.0)
     try:
-        r = httpx.get(openai_base_url(url) + "/models", headers=headers, auth=credentials,
-                      timeout=LLM_CHECK_TIMEOUT_S, follow_redirects=True)
-    except httpx.HTTPError as e:
-        raise PreflightError(f"--llm-url {shown}: not answering ({network_reason(e)})") from None
-    if r.status_code in (401, 403):
-        raise PreflightError(f"--llm-url {shown}: the server refused the credentials (HTTP {r.status_code}; "
-                             "LLM_API_KEY or user:password in the URL)")
+        with LLMClient(settings) as client:
+            client.check()
+    except LLMError as e:
+        if e.status in (401, 403):
+            raise PreflightError(f"--llm-url {shown}: the server refused the credentials (HTTP {e.status}; "
+                                 "LLM_API_KEY or user:password in the URL)") from None
+        if e.status is None:
+            raise PreflightError(f"--llm-url {shown}: not answering ({network_reason(e)})") from None
 
 
 def audio_inputs(root: str, include: list[str] | None) -> list[Obj]:

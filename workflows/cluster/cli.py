@@ -34,6 +34,17 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return run
 
 
+def _positive_seconds(text: str) -> int:
+    """A run deadline in whole seconds; at least a minute (``PipelineSettings.active_deadline_seconds``' bound)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if seconds < 60:
+        raise argparse.ArgumentTypeError(f"{seconds} s: a run deadline must be at least 60 s")
+    return seconds
+
+
 def _settings_args(p: argparse.ArgumentParser, *, llm: bool = True, images: bool = True,
                    title: str = "pipeline settings (override --settings and the PipelineSettings defaults)") -> None:
     g = p.add_argument_group(title)
@@ -69,6 +80,9 @@ def add_cluster_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("-p", "--parameter", dest="param", action="append", metavar="KEY=VALUE",
                    help="workflow parameter, repeatable (input, output, whisper-model, llm-url, ...)")
     s.add_argument("--inline", action="store_true", help="create a Workflow from this checkout's pipeline instead of the installed template")
+    s.add_argument("--active-deadline", type=_positive_seconds, metavar="S",
+                   help="bound this run to S seconds from its start, queue time and retries included "
+                        "(spec.activeDeadlineSeconds; default: the template's, 24 h unless the chart changed it)")
     s.add_argument("--wait", action="store_true", help="follow the run until it finishes, then print its report "
                    "(read from the output store: KUBESCRIBE_S3_ENDPOINT and AWS_* keys); exit 0 if it succeeded, 1 if not")
     s.add_argument("--report", metavar="FILE", help="with --wait: also save the run's report.json here")

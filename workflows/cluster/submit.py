@@ -36,6 +36,20 @@ def _parse_parameters(items: list[str] | None) -> dict[str, str]:
 
 
 
+def _template_run(template: str, params: dict[str, str], deadline: int) -> Any:
+    """A Workflow that runs WorkflowTemplate ``template`` with ``params`` and its own run deadline."""
+    from hera.workflows import models as m
+
+    return m.Workflow(
+        metadata=m.ObjectMeta(generate_name=f"{template}-"),
+        spec=m.WorkflowSpec(
+            workflow_template_ref=m.WorkflowTemplateRef(name=template),
+            arguments=m.Arguments(parameters=[m.Parameter(name=k, value=v) for k, v in params.items()]),
+            active_deadline_seconds=deadline,
+        ),
+    )
+
+
 def cmd_submit(a: argparse.Namespace) -> int:
     from hera.workflows.models import SubmitOpts, WorkflowCreateRequest, WorkflowSubmitRequest
 
@@ -48,12 +62,16 @@ def cmd_submit(a: argparse.Namespace) -> int:
     ws = t.service()
     install_hint = f"install it with `kubescribe templates install --namespace {ns}`"
 
+    deadline = getattr(a, "active_deadline", None)
     if a.inline:
         fields = {pname: fld for pname, fld, _ in RUN_PARAMETERS}
         from pydantic import ValidationError
 
+        overrides = {fields[k]: v for k, v in params.items()}
+        if deadline:
+            overrides["active_deadline_seconds"] = deadline
         try:
-            settings = PipelineSettings(**{**settings.model_dump(), **{fields[k]: v for k, v in params.items()}})
+            settings = PipelineSettings(**{**settings.model_dump(), **overrides})
         except ValidationError as e:
             raise ClusterError(validation_message(e, "-p parameters")) from None
         with warnings.catch_warnings():
@@ -64,6 +82,15 @@ def cmd_submit(a: argparse.Namespace) -> int:
             WorkflowCreateRequest(workflow=model), namespace=ns,
             resource="workflows.argoproj.io (create)",
             not_found=f"namespace {ns} does not exist, or {t.server} is not an Argo Server API URL; check --namespace and --argo-server",
+        )
+    elif deadline:
+        # The submit API's options have no deadline; a Workflow that references the template does: Argo joins the
+        # template's spec under the Workflow's, which wins (workflow/util/merge.go JoinWorkflowSpec).
+        created = argo_call(
+            t, f"create a Workflow from WorkflowTemplate {settings.name}", ws.create_workflow,
+            WorkflowCreateRequest(workflow=_template_run(settings.name, params, deadline)), namespace=ns,
+            resource="workflows.argoproj.io (create) and workflowtemplates.argoproj.io (get)",
+            not_found=f"namespace {ns} or WorkflowTemplate {settings.name} not found; check --namespace/--template, or {install_hint}",
         )
     else:
         opts = SubmitOpts(parameters=[f"{k}={v}" for k, v in params.items()]) if params else None
