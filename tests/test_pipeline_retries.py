@@ -72,3 +72,23 @@ def test_a_configuration_error_is_not_retried(tmp_path):
     plan = result.nodes["plan"]
     assert (plan.phase, plan.attempts, plan.exit_code) == ("Failed", 1, 3), plan
     assert "unsupported store URL" in plan.log_path.read_text()  # the step's log (stdout and stderr)
+
+
+def test_a_whisper_shard_with_an_unknown_model_is_not_retried(tmp_path):
+    """Transcribe retries every failure (preemption, OOM, exit 2) except a configuration error: exit 3 fails the
+    same way on every attempt (workflows/pipeline.py NOT_A_CONFIG_ERROR)."""
+    import shutil
+
+    from tests.support import FIXTURES
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(FIXTURES / "speech" / "weather.wav", src / "weather.wav")
+    settings = PipelineSettings(input=str(src), output=str(tmp_path / "out"), accelerator="cpu", queue_name=None,
+                                whisper_model="no-such-model", llm_url="http://127.0.0.1:9/v1", s3_endpoint=None,
+                                s3_secret=None, retries=2)
+    result = _runner(tmp_path, []).run(build_workflow(settings, name="model-test").to_dict())
+    shards = [n for n in result.nodes.values() if n.template == "transcribe" and n.exit_code is not None]
+    assert shards and all((n.phase, n.attempts, n.exit_code) == ("Failed", 1, 3) for n in shards), shards
+    assert "unknown model: 'no-such-model'" in shards[0].log_path.read_text()
+    assert result.nodes["plan"].phase == "Succeeded"

@@ -32,7 +32,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from steps.cli import EXIT_RETRYABLE
+from steps.cli import EXIT_CONFIG, EXIT_RETRYABLE
 from steps.urls import BASIC_AUTH_ENV
 from workflows.local.expressions import parameter_string
 from workflows.settings import (
@@ -102,6 +102,9 @@ COMMON_ARGS = ["--output", _p("output"), "--run-id", "{{workflow.name}}"]
 #   monitorDeadline kills the main container): a retry after a long queue wait would be killed at once. backoff.cap
 #   only bounds the wait between attempts.
 RETRYABLE = f'lastRetry.status == "Error" || lastRetry.exitCode == "{EXIT_RETRYABLE}"'
+#: Whisper attempts: everything but a configuration error (exit 3: an unknown model, a bad store URL), which
+#: fails the same way however often it is tried.
+NOT_A_CONFIG_ERROR = f'lastRetry.exitCode != "{EXIT_CONFIG}"'
 
 
 def _backoff() -> m.Backoff:
@@ -186,13 +189,15 @@ def _templates(settings: PipelineSettings) -> None:
         labels=labels,
         resources=Resources(**resources),
         # Kueue preemption deletes the pod (Error), a DAS UnexpectedAdmissionError fails it without an exit code,
-        # OOM kills it (137), exit 2 is an infrastructure error: retry always (a shard's finished files are kept),
+        # OOM kills it (137), exit 2 is an infrastructure error: retry all of them (a shard's finished files are
+        # kept), but not a configuration error (exit 3),
         # with a capped backoff and no maxDuration (see _backoff). `timeout` bounds one attempt from the moment its
         # pod starts on a node: for a retried template the controller's Pending-timeout check never runs
         # (operator.go checkTemplateTimeouts acts on the Retry node, which is Running), the timeout only becomes the
         # pod's activeDeadlineSeconds (workflowpod.go), and the kubelet counts that from the pod's status.startTime
         # (kubernetes pkg/kubelet/active_deadline.go), so time gated in the Kueue queue is not counted. The run deadline (spec.activeDeadlineSeconds) bounds queue time.
-        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="Always", backoff=_backoff()),
+        retry_strategy=RetryStrategy(limit=s.retries, retry_policy="Always", expression=NOT_A_CONFIG_ERROR,
+                                     backoff=_backoff()),
         timeout=s.transcribe_timeout,
     )
     llm_env = []

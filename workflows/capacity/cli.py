@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from workflows.capacity import defaults as D
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+from workflows.local import durations
+from workflows.local.model import WorkflowError
 
 
 class UsageError(ValueError):
@@ -31,16 +30,12 @@ class BacklogError(RuntimeError):
 
 
 def parse_duration(text: str) -> float:
-    """``6h``, ``90m``, ``1h30m``, ``45s`` or plain seconds."""
-    t = text.strip().lower()
+    """``--deadline``: whole seconds or a Go duration (``6h``, ``90m``, ``1h30m``), the syntax of the workflow's own
+    ``timeout`` (one parser: ``workflows/local/durations.py``)."""
     try:
-        value = float(t)
-    except ValueError:
-        m = _DURATION.match(t)
-        if not t or not m or not any(m.groups()):
-            raise UsageError(f"--deadline {text!r}: use seconds or a duration such as 6h, 90m, 1h30m") from None
-        h, mi, s = (float(g or 0) for g in m.groups())
-        value = h * 3600 + mi * 60 + s
+        value = durations.parse_duration(text.strip(), "--deadline")
+    except WorkflowError:
+        raise UsageError(f"--deadline {text!r}: use seconds or a duration such as 6h, 90m, 1h30m") from None
     if value <= 0:
         raise UsageError(f"--deadline {text!r} must be positive")
     return value
