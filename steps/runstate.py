@@ -72,7 +72,9 @@ def merged_report(previous: dict[str, Any] | None, report: RunReport) -> dict[st
     fresh = {f["input"] for f in doc["files"]}
     # Output names are unique within a run, not across runs: `x.mp3` then, later, only `x.wav` both write
     # transcripts/x.*. The later run's outputs replace the earlier entry's, which then no longer holds them.
-    written = {k.casefold(): f["input"] for f in doc["files"] for k in (f.get("outputs") or {}).values() if k}
+    # Only this run's successes hold their outputs: a failed entry may name outputs another run has since replaced.
+    written = {k.casefold(): f["input"] for f in doc["files"] if f["status"] == Status.SUCCEEDED.value
+               for k in (f.get("outputs") or {}).values() if k}
     kept = []
     if previous is not None:
         for f in previous.get("files") or []:

@@ -124,13 +124,17 @@ def _root_as_run(root: dict) -> dict:
     return root
 
 
-def _one_file_run(out: LocalStore, run_id: str, name: str, text: str) -> None:
-    """Run ``run_id`` over the single input ``name``: its transcript at transcripts/x.txt holds ``text``."""
+def _transcribed(out: LocalStore, run_id: str, name: str, text: str) -> None:
+    """Run ``run_id`` over the single input ``name`` up to its report: transcripts/x.txt holds ``text``."""
     write_plan(Plan(run_id, "in", out.url, [PlannedFile(0, name, "x", 100, 10.0, f"100:{run_id}")], [[0]]), out)
     out.write_text("transcripts/x.txt", text)
     result = FileResult(name, "x", "succeeded", outputs={"txt": "transcripts/x.txt"}, digests={"txt": text_digest(text)})
     out.write_text(layout.shard_result(run_id, 0), ShardResult(run_id, 0, "m", "id", "cpu", [result]).to_json())
     write_summarize_result(out, run_id, SummarizeResult([SummaryRecord(name, "succeeded", output=None)]))
+
+
+def _one_file_run(out: LocalStore, run_id: str, name: str, text: str) -> None:
+    _transcribed(out, run_id, name, text)
     run_step(out.url, run_id)
 
 
@@ -151,3 +155,19 @@ def test_a_later_run_writing_the_same_output_name_supersedes_the_earlier_entry(t
     assert (root["totals"]["succeeded"], root["totals"]["failed"]) == (1, 1)
     assert not is_processed(out, "x.mp3", "100:r1")  # an --only-new run processes it again
     assert is_processed(out, "x.wav", "100:r2")
+
+
+def test_two_runs_at_once_on_one_output_never_both_claim_the_same_name(tmp_path):
+    """Two runs interleaved on one output: x.mp3's run writes transcripts/x.txt, x.wav's run overwrites it and
+    reports first, then x.mp3's run reports. Whichever order, the entry whose words are in the file succeeds and
+    the other fails naming why; an earlier failed entry never supersedes a good one."""
+    out = LocalStore(tmp_path / "out")
+    _transcribed(out, "r-mp3", "x.mp3", "words of x.mp3\n")
+    _transcribed(out, "r-wav", "x.wav", "words of x.wav\n")
+    run_step(out.url, "r-wav")
+    run_step(out.url, "r-mp3")
+    by_input = {f["input"]: f for f in json.loads(out.read_text(layout.REPORT))["files"]}
+    assert out.read_text("transcripts/x.txt") == "words of x.wav\n"
+    assert by_input["x.wav"]["status"] == "succeeded" and by_input["x.wav"]["run_id"] == "r-wav"
+    assert by_input["x.mp3"]["status"] == "failed" and "overwritten by another run" in by_input["x.mp3"]["error"]
+    assert is_processed(out, "x.wav", "100:r-wav") and not is_processed(out, "x.mp3", "100:r-mp3")
