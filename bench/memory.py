@@ -66,7 +66,7 @@ def measure(path: str, window_s: float) -> dict:
     }
 
 
-def measure_batched(path: str) -> dict:
+def measure_batched(path: str, window_s: float) -> dict:
     """In this (fresh) process: the step's default engine on a one-file shard, outputs written to a temp folder."""
     sys.path.insert(0, str(ROOT))
     import shutil
@@ -88,8 +88,8 @@ def measure_batched(path: str) -> dict:
         out = LocalStore(Path(tmp) / "out")
         write_plan(make_plan(LocalStore(src), out.url, "bench", shard_seconds=100_000), out)
         t0 = time.perf_counter()
-        result = run_shard(out.url, "bench", 0, "tiny.en", TranscribeOptions(engine="batched", beam_size=1, best_of=1),
-                           device="cpu", threads=2)
+        options = TranscribeOptions(engine="batched", beam_size=1, best_of=1, window_s=window_s)
+        result = run_shard(out.url, "bench", 0, "tiny.en", options, device="cpu", threads=2)
         seconds = time.perf_counter() - t0
         (f,) = result.files
         segments = len(json.loads(out.read_text(f.outputs["json"]))["segments"]) if f.status == "succeeded" else -1
@@ -103,11 +103,11 @@ def main() -> int:
     p.add_argument("--baseline-max", type=int, default=3600, help="longest recording to run the baseline on")
     p.add_argument("--window", type=float, default=None, help="window seconds (default: the step's default)")
     p.add_argument("--json", type=Path, help="also write the rows here")
-    p.add_argument("--child", nargs=2, metavar=("PATH", "WINDOW"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=3, metavar=("METHOD", "PATH", "WINDOW"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        window_s = float(a.child[1])
-        print(json.dumps(measure_batched(a.child[0]) if window_s == 0 else measure(a.child[0], window_s)))
+        method, path, window_s = a.child
+        print(json.dumps((measure_batched if method == "batched" else measure)(path, float(window_s))))
         return 0
 
     sys.path.insert(0, str(ROOT))
@@ -119,10 +119,10 @@ def main() -> int:
         for seconds in a.lengths:
             path = Path(tmp) / f"rec-{seconds}.wav"
             make_recording(path, seconds)
-            runs = [("batched", 0.0), ("windowed", window)]  # 0: the batched engine, in its own windows
+            runs = [("batched", window), ("windowed", window)]  # the batched engine reads in the step's windows
             runs += [("whole-file", seconds + 1.0)] if seconds <= a.baseline_max else []
             for method, w in runs:
-                out = subprocess.run([sys.executable, __file__, "--child", str(path), str(w)],
+                out = subprocess.run([sys.executable, __file__, "--child", method, str(path), str(w)],
                                      capture_output=True, text=True, check=True)
                 row = {"length_s": seconds, "method": method, "window_s": w, **json.loads(out.stdout.splitlines()[-1])}
                 rows.append(row)

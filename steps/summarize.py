@@ -4,10 +4,11 @@ Each summary is written twice: ``summaries/<name>.json``, the structured documen
 fields, answer format, confidence, grounding flags), and ``summaries/<name>.md``, its rendering. Work avoidance
 mirrors transcription (``steps/markers.py``): a summary is keyed by (transcript text, model, prompt version,
 generation settings), so re-runs only summarize new or changed transcripts, and a cached summary is proven, not
-assumed: the marker holds both texts and both outputs are rewritten from it unless they hold exactly them. Per-file LLM failures are recorded, never raised: transcripts already made are kept, and
-the report names what failed, except an endpoint that does not answer at all: the step records every pending file
-failed, then raises :class:`EndpointUnreachable` (exit 2, which the workflow retries). The step has a budget (``LLMSettings.budget_s``): files not summarized when it
-runs out fail alone, the others are kept.
+assumed: the marker holds both texts and both outputs are rewritten from it unless they hold exactly them.
+Per-file LLM failures are recorded, never raised: transcripts already made are kept, and the report names what
+failed. An endpoint that does not answer at all is the exception: the step records every pending file failed,
+then raises :class:`EndpointUnreachable` (exit 2, which the workflow retries). The step has a budget
+(``LLMSettings.budget_s``): files not summarized when it runs out fail alone, the others are kept.
 """
 
 from __future__ import annotations

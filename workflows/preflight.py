@@ -117,10 +117,8 @@ def check_llm(url: str, credentials: tuple[str, str] | None, shown: str) -> None
     from steps.llm import LLMClient, LLMError, LLMSettings
     from workflows.cluster.errors import network_reason
 
-    settings = LLMSettings(url=url, model="-", api_key=os.environ.get("LLM_API_KEY") or None, basic_auth=credentials,
-                           connect_timeout_s=LLM_CHECK_TIMEOUT_S, first_token_timeout_s=LLM_CHECK_TIMEOUT_S,
-                           read_timeout_s=LLM_CHECK_TIMEOUT_S, request_timeout_s=LLM_CHECK_TIMEOUT_S, budget_s=None,
-                           max_retries=0, busy_wait_s=0.0)
+    settings = LLMSettings.probe(url, "-", timeout_s=LLM_CHECK_TIMEOUT_S,
+                                 api_key=os.environ.get("LLM_API_KEY") or None, basic_auth=credentials)
     try:
         with LLMClient(settings) as client:
             client.check()

@@ -28,6 +28,9 @@ from steps.defaults import (
 )
 from steps.deadlines import DEFAULT_BUSY_WAIT_S
 
+#: The shortest run deadline (``spec.activeDeadlineSeconds``) accepted, here and by ``kubescribe submit``.
+MIN_ACTIVE_DEADLINE_S = 60
+
 # Keys inside the Secrets the steps read (``kubectl create secret generic NAME --from-literal=<key>=...``).
 SECRET_KEY_S3_ACCESS = "accesskey"  # PipelineSettings.s3_secret -> AWS_ACCESS_KEY_ID
 SECRET_KEY_S3_SECRET = "secretkey"  # PipelineSettings.s3_secret -> AWS_SECRET_ACCESS_KEY
@@ -113,7 +116,7 @@ class PipelineSettings(BaseModel):
         "active_deadline_seconds bounds that")
     retries: int = Field(2, ge=0)
     active_deadline_seconds: int = Field(
-        24 * 3600, ge=60, description="spec.activeDeadlineSeconds: wall-clock bound on a whole run from its start, "
+        24 * 3600, ge=MIN_ACTIVE_DEADLINE_S, description="spec.activeDeadlineSeconds: wall-clock bound on a whole run from its start, "
         "queue time, retries and backoff included (pending pods are failed and running ones stopped after it)")
     # Pod securityContext IDs. None (default): the platform assigns them (OpenShift restricted-v2 gives a UID from
     # the namespace's range; elsewhere the image's numeric USER 65532 applies); runAsNonRoot is always set.

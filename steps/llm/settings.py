@@ -70,6 +70,15 @@ class LLMSettings:
     presence_penalty: float = DEFAULT_PRESENCE_PENALTY
     summary_format: str = "auto"
 
+    @classmethod
+    def probe(cls, url: str, model: str, *, timeout_s: float, api_key: str | None = None,
+              basic_auth: tuple[str, str] | None = None) -> LLMSettings:
+        """Settings for one reachability check (``LLMClient.check``): every deadline ``timeout_s``, no retries,
+        no waiting out a busy gateway, the credentials the summarize step would send."""
+        return cls(url=url, model=model, api_key=api_key, basic_auth=basic_auth, connect_timeout_s=timeout_s,
+                   first_token_timeout_s=timeout_s, read_timeout_s=timeout_s, request_timeout_s=timeout_s,
+                   budget_s=None, max_retries=0, busy_wait_s=0.0)
+
     def __post_init__(self) -> None:
         if not self.url:
             raise ValueError("LLMSettings.url is empty")

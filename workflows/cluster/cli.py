@@ -15,7 +15,7 @@ from workflows.cluster.errors import ClusterError
 from workflows.cluster.install import cmd_templates_install
 from workflows.cluster.settings_file import DEFAULT_NAMESPACE, ENV_NAMESPACE
 from workflows.cluster.submit import cmd_submit
-from workflows.settings import SECRET_KEY_S3_ACCESS, SECRET_KEY_S3_SECRET
+from workflows.settings import MIN_ACTIVE_DEADLINE_S, SECRET_KEY_S3_ACCESS, SECRET_KEY_S3_SECRET
 
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -35,13 +35,13 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 
 def _positive_seconds(text: str) -> int:
-    """A run deadline in whole seconds; at least a minute (``PipelineSettings.active_deadline_seconds``' bound)."""
+    """A run deadline in whole seconds, with ``PipelineSettings.active_deadline_seconds``' floor."""
     try:
         seconds = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if seconds < 60:
-        raise argparse.ArgumentTypeError(f"{seconds} s: a run deadline must be at least 60 s")
+    if seconds < MIN_ACTIVE_DEADLINE_S:
+        raise argparse.ArgumentTypeError(f"{seconds} s: a run deadline must be at least {MIN_ACTIVE_DEADLINE_S} s")
     return seconds
 
 

@@ -47,11 +47,8 @@ def check_gateway(llm_url: str, llm_model: str) -> Check:
     outside = ("if doctor runs outside the cluster, port-forward the gateway (kubectl -n llm-d port-forward "
                "svc/<gateway> 8080:80) and pass --llm-url http://127.0.0.1:8080/v1")
     try:
-        settings = LLMSettings(
-            url=llm_url, model=llm_model or "-", api_key=os.environ.get("LLM_API_KEY") or None,
-            connect_timeout_s=GATEWAY_TIMEOUT_S, first_token_timeout_s=GATEWAY_TIMEOUT_S, read_timeout_s=GATEWAY_TIMEOUT_S,
-            request_timeout_s=GATEWAY_TIMEOUT_S, budget_s=None, max_retries=0, busy_wait_s=0.0,
-        )
+        settings = LLMSettings.probe(llm_url, llm_model or "-", timeout_s=GATEWAY_TIMEOUT_S,
+                                     api_key=os.environ.get("LLM_API_KEY") or None)
     except ValueError as e:
         return Check(name, "fail", f"no usable gateway URL: {e}", "pass --llm-url http://<gateway>/v1")
     with LLMClient(settings) as client:
