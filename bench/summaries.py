@@ -5,7 +5,8 @@ who, what, numbers, decisions, action items), both paths summarize it through th
 (the bundled SmolLM2-135M unless ``--gguf``), one file at a time, and the summary a user would see is scored:
 
 * **fact recall**: reference facts found in it (a fact is a list of groups of alternatives; every group must
-  match, case-insensitively);
+  match, case-insensitively); for the structured path also apart for the model's text and for the highlights
+  (sentences quoted verbatim from the transcript, ``steps/llm/highlights.py``), so it shows which recalled what;
 * **ungrounded**: numbers, dates, names and links in it that the transcript does not state (``steps/llm/grounding.py``),
   against all such values it states; for the structured path also how many the pipeline flagged and left out;
 * **degenerate**: summaries shown that are a loop, an echo of the transcript or in the wrong language
@@ -101,23 +102,37 @@ def recall(text: str, facts: list[list[list[str]]]) -> tuple[int, list[int]]:
 
 
 def _visible_fields(doc: dict) -> list[tuple[str, str]]:
-    """The fields of a structured summary that the markdown shows (flagged ones left out, as render.py does)."""
+    """The fields of a structured summary that the markdown shows (flagged ones left out, as render.py does):
+    the model's, then the highlights (``highlights[i]``: sentences quoted from the transcript)."""
     from steps.llm.render import grounded_summary
     flagged = {f["field"] for f in doc.get("ungrounded") or []}
     s = StructuredSummary.model_validate(doc)
     shown = [(p, t) for p, t in s.texts() if p not in flagged and not p.startswith("summary")]
-    return [("summary", grounded_summary(doc)), *shown]
+    quotes = [(f"highlights[{i}]", t) for i, t in enumerate(doc.get("highlights") or [])]
+    return [("summary", grounded_summary(doc)), *shown, *quotes]
+
+
+def _quoted(path: str) -> bool:
+    return path.startswith("highlights[")
 
 
 def score(text_fields: list[tuple[str, str]], transcript: str, language: str | None, spec: dict) -> dict:
+    """Recall over everything shown, and apart: the model's text alone and the highlights alone. Values and
+    numbers are counted in the model's text only: quotes cannot be ungrounded, counting them would flatter the
+    ratio. The degeneracy checks see everything shown (the quotes must not make the summary an echo)."""
     text = "\n".join(t for _, t in text_fields)
     found, hits = recall(text, spec["facts"])
-    flags, stated = check(text_fields, Transcript(transcript, language))
+    model_fields = [(p, t) for p, t in text_fields if not _quoted(p)]
+    model_found, model_hits = recall("\n".join(t for _, t in model_fields), spec["facts"])
+    quoted_found, quoted_hits = recall("\n".join(t for p, t in text_fields if _quoted(p)), spec["facts"])
+    flags, stated = check(model_fields, Transcript(transcript, language))
     values = [f for f in flags if f.kind != "unsupported"]
-    numbers_stated = sum(len(numbers(t)) for _, t in text_fields)
+    numbers_stated = sum(len(numbers(t)) for _, t in model_fields)
     problems = degeneracy(text_fields, transcript, language) if text.strip() else ["empty"]
     obeyed = [m for m in spec.get("must_not", []) if m.lower() in text.lower()]
     return {"recall": found, "facts": len(spec["facts"]), "hits": hits, "values_stated": stated,
+            "recall_model": model_found, "hits_model": model_hits, "recall_quoted": quoted_found,
+            "hits_quoted": quoted_hits,
             "ungrounded_shown": len(values), "numbers_stated": numbers_stated,
             "ungrounded_numbers_shown": sum(f.kind == "number" for f in values),
             "ungrounded_examples": [f.text for f in values][:5],
@@ -132,6 +147,8 @@ def main() -> int:
     ap.add_argument("--json", help="write every row here")
     ap.add_argument("--no-baseline", action="store_true", help="structured path only (for trying prompts)")
     ap.add_argument("--temperature", type=float, help="the structured path's temperature (default: LLMSettings')")
+    ap.add_argument("--map-piece-tokens", type=int,
+                    help="the structured path's map-reduce piece size (default: LLMSettings.piece_tokens)")
     ap.add_argument("--from-json", help="print the tables of an earlier run's --json output, run nothing")
     args = ap.parse_args()
     if args.from_json:
@@ -144,7 +161,7 @@ def main() -> int:
                      threads=1) as server:
         common = dict(url=server.url, model=server.model, context_tokens=args.ctx, concurrency=2)
         old = LLMSettings(**common, max_output_tokens=256, frequency_penalty=0, presence_penalty=0)
-        new = LLMSettings(**common, max_output_tokens=512,
+        new = LLMSettings(**common, max_output_tokens=512, map_piece_tokens=args.map_piece_tokens,
                           **({"temperature": args.temperature} if args.temperature is not None else {}))
         for name in names:
             spec = spec_all[name]
@@ -162,7 +179,8 @@ def main() -> int:
             low = doc["confidence"] == "low"
             s_score = score([] if low else _visible_fields(doc), transcript, language, spec)
             if low:
-                s_score |= {"degenerate": [], "recall": 0, "hits": []}
+                s_score |= {"degenerate": [], "recall": 0, "hits": [], "recall_model": 0, "hits_model": [],
+                            "recall_quoted": 0, "hits_quoted": []}
             row = {"name": name, "kind": spec["kind"], "words": len(transcript.split()),
                    "baseline": {**b, **b_score},
                    "structured": {"markdown": s.text, "document": doc, "ttft_s": s.ttft_s, "total_s": s.total_s,
@@ -173,7 +191,8 @@ def main() -> int:
                                   **s_score}}
             rows.append(row)
             print(f"{name:22} recall {b_score['recall']}/{len(spec['facts'])} -> {s_score['recall']}/"
-                  f"{len(spec['facts'])}  degenerate {len(b_score['degenerate']) > 0} -> "
+                  f"{len(spec['facts'])} (model {s_score['recall_model']}, quotes {s_score['recall_quoted']}) "
+                  f" degenerate {len(b_score['degenerate']) > 0} -> "
                   f"{len(s_score['degenerate']) > 0}  {s.format} {s.confidence}{' retried' if s.retried else ''}"
                   f"  {b['total_s']:.1f}s -> {s.total_s:.1f}s", flush=True)
     print_table(rows)
@@ -200,6 +219,10 @@ def print_table(rows: list[dict]) -> None:
             "total time s (all files)": f"{sum(r['total_s'] for r in rs):.0f}",
         }
         if path == "structured":
+            for key, label in (("recall_model", "fact recall, the model's text alone"),
+                               ("recall_quoted", "fact recall, the highlights alone (quoted)")):
+                n = sum(r.get(key, 0) for r in rs)
+                out[label] = f"{n}/{facts} ({n / facts:.0%})"
             answers = sum(r["requests"] for r in rs)
             bad = sum(r["schema_failures"] for r in rs)
             out["schema-valid answers"] = f"{answers - bad}/{answers} ({(answers - bad) / answers:.0%})"
@@ -219,12 +242,13 @@ def print_table(rows: list[dict]) -> None:
     print(f"|{'-' * (width + 2)}|---|---|")
     for k in keys:
         print(f"| {k.ljust(width)} | {b.get(k, '')} | {s.get(k, '')} |")
-    print("\n| transcript | kind | words | recall before | recall now | now: format, confidence |")
+    print("\n| transcript | kind | words | recall before | recall now (model, quotes) | now: format, confidence |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         st = r["structured"]
         print(f"| {r['name']} | {r['kind']} | {r['words']} | {r['baseline']['recall']}/{r['baseline']['facts']}"
-              f"{' (degenerate)' if r['baseline']['degenerate'] else ''} | {st['recall']}/{st['facts']} | "
+              f"{' (degenerate)' if r['baseline']['degenerate'] else ''} | {st['recall']}/{st['facts']} "
+              f"({st.get('recall_model', '-')}, {st.get('recall_quoted', '-')}) | "
               f"{st['format']}, {st['confidence']}{', retried' if st['retried'] else ''} |")
 
 

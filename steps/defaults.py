@@ -43,12 +43,14 @@ SILERO_THRESHOLD = 0.5
 #: Speech segmenter: "energy" (the level gate above) or "silero" (Silero VAD, a neural model; ``steps.vad``).
 VAD_METHOD = "energy"
 #: Transcription engine of ``TranscribeOptions`` built directly: "sequential" (file after file, whisper's own
-#: loop) or "batched" (``steps.batched``: chunks of every file of the shard decoded together).
+#: loop), "batched" (``steps.batched``: chunks of every file of the shard decoded together) or "ct2" (file after
+#: file through faster-whisper: ``steps.ct2_engine``).
 ENGINE = "batched"
-#: What ``kubescribe-step transcribe --engine auto`` picks, per device: the numbers picked batched on both
-#: (bench/README.md). H200, tiny.en, 16 files / 46.7 min, one run: batched 72.6 RTFx vs sequential 33.2 (2.19x)
-#: and one process per file 11.9 (6.1x), WER 0.0638 vs 0.0608. 2-core CPU (quiet): 1.22x sequential, lower WER.
-ENGINE_CPU = "batched"
+#: What ``kubescribe-step transcribe --engine auto`` picks, per device, from bench/throughput.py's numbers
+#: (bench/README.md). GPU: openai-whisper stays the reference engine, and its batched engine beat sequential
+#: (H200: 1.77x on the espeak prose corpus, 2.19x on the fixture corpus). CPU: ct2 (CTranslate2, int8) with the
+#: same safe options is faster than plain greedy openai-whisper, which both openai-whisper engines are not.
+ENGINE_CPU = "ct2"
 ENGINE_GPU = "batched"
 
 #: What ``kubescribe-step transcribe --output-format`` writes by default: whisper's writers, by name (``all``: txt,

@@ -106,6 +106,9 @@ class FileResult:
     # What the user should know about this transcript (an English-only model asked for another language, speech
     # it did not understand...): carried to the report and the file_done event.
     warnings: list[str] = field(default_factory=list)
+    # Set (to the warning that says why) when the transcript is not to be trusted as speech understood: an
+    # English-only model on another language. The summarize step reads this field, never the warning's wording.
+    unreliable: str | None = None
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)

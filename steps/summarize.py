@@ -9,6 +9,8 @@ Per-file LLM failures are recorded, never raised: transcripts already made are k
 failed. An endpoint that does not answer at all is the exception: the step records every pending file failed,
 then raises :class:`EndpointUnreachable` (exit 2, which the workflow retries). The step has a budget
 (``LLMSettings.budget_s``): files not summarized when it runs out fail alone, the others are kept.
+A transcript whose transcription warned that the speech may not be English (an English-only model on another
+language) is not sent to the model: it gets a low-confidence summary that says why.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from steps import layout
 from steps.deadlines import Deadline
 from steps.events import emit
 from steps.llm import (PROMPT_VERSION, BudgetExhausted, EndpointUnreachable, LLMClient, LLMError, LLMSettings,
-                       Summary, step_budget, summarize_all)
+                       Summary, not_summarized, step_budget, summarize_all)
 from steps.markers import read_marker, summary_key, write_marker, write_outputs
 from steps.records import Status, SummarizeResult, SummaryRecord, summary_warnings, transcripts_by_input
 from steps.runstate import read_plan, read_shard_results, write_summarize_result
@@ -45,6 +47,13 @@ def _record(name: str, stem: str, digests: dict[str, str], metrics: dict | None,
     return SummaryRecord(input=name, status=Status.SUCCEEDED, output=layout.summary(stem), cached=cached,
                          metrics=metrics, digest=digests["md"], json_output=layout.summary_json(stem),
                          json_digest=digests["json"])
+
+
+def _version(settings: LLMSettings, skipped: bool) -> str:
+    """The summary's recipe for its cache key: the prompts (and how transcripts are cut into requests), the
+    map-reduce piece size, and whether the transcript was refused (the same text can come with or without the
+    warning)."""
+    return f"{PROMPT_VERSION}|piece={settings.piece_tokens}" + ("|unreliable" if skipped else "")
 
 
 def describe_waits(settings: LLMSettings, pending: int, cached: int) -> str:
@@ -79,6 +88,7 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
     transcripts = transcripts_by_input(plan, read_shard_results(store, plan))
     records: dict[str, SummaryRecord] = {}
     pending: dict[str, str] = {}
+    refused: dict[str, tuple[str, str]] = {}  # transcripts not to summarize: (text, the warning why)
     keys: dict[str, str] = {}
     stems = {f.input: f.stem for f in plan.files}
     for f in plan.files:
@@ -87,12 +97,15 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
             records[f.input] = SummaryRecord(input=f.input, status=Status.SKIPPED, error="no transcript")
             continue
         text = store.read_text(t.outputs["txt"]).strip()
-        keys[f.input] = summary_key(text, settings, PROMPT_VERSION)
+        why = t.unreliable  # the transcribe step's verdict: e.g. an English-only model on another language
+        keys[f.input] = summary_key(text, settings, _version(settings, why is not None))
         marker = read_marker(store, layout.summary_marker(keys[f.input]), proof="json")
         if marker is not None:
             digests = write_outputs(store, _outputs(f.stem, marker["text"], marker["json"]), keep_identical=True)
             records[f.input] = _record(f.input, f.stem, digests, marker.get("metrics"), cached=True)
             _done(records[f.input])
+        elif why is not None:
+            refused[f.input] = (text, why)
         else:
             pending[f.input] = text
 
@@ -118,6 +131,8 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
         if progress:
             progress(records[name])
 
+    for name, (text, why) in refused.items():
+        record(name, not_summarized(text, why))
     t0 = time.perf_counter()
     budget = step_budget(settings)
     if pending:

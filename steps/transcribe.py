@@ -22,11 +22,11 @@ import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from steps import decode_options, layout
+from steps import ct2_engine, decode_options, layout
 from steps.audio import SAMPLE_RATE, AudioError, speech_regions, stream_audio
 from steps.batched import BatchedEngine
-from steps.defaults import (BEAM_SIZE, ENGINE, SILERO_THRESHOLD, TEMPERATURE, TEMPERATURE_INCREMENT_ON_FALLBACK,
-                            VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S, VAD_THRESHOLD_DBFS)
+from steps.defaults import (BEAM_SIZE, ENGINE, ENGINE_CPU, ENGINE_GPU, SILERO_THRESHOLD, TEMPERATURE,
+                            TEMPERATURE_INCREMENT_ON_FALLBACK, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S, VAD_THRESHOLD_DBFS)
 from steps.events import emit
 from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, ShardResult, Status
@@ -71,7 +71,9 @@ class TranscribeOptions:
     max_audio_hours: float = 6.0
     window_s: float = 600.0  # audio per model.transcribe call: bounds memory whatever the file's length
     vad_method: str = VAD_METHOD  # "energy" (level gate) or "silero" (neural VAD), see steps.vad
-    engine: str = ENGINE  # "sequential" (file by file) or "batched" (steps.batched); outputs may differ slightly
+    # "sequential" (file by file), "batched" (steps.batched) or "ct2" (file by file, decoded by faster-whisper:
+    # steps.ct2_engine); outputs may differ slightly, so the engine is part of the cache key
+    engine: str = ENGINE
     # Which of whisper's writers run (steps.decode_options.parse_output_formats). Not part of the cache key: a
     # cached transcript is rendered again in whatever formats are asked for.
     output_formats: tuple[str, ...] = layout.TRANSCRIPT_FORMATS
@@ -102,6 +104,8 @@ class Transcriber:
 
         self.device = _pick_device(device)
         self.threads = threads
+        if options.engine == "ct2":
+            ct2_engine.model_folder(model_spec)  # a model it cannot load fails now, not at the first file
         self.checkpoint = resolve_checkpoint(model_spec)
         self.model_spec = model_spec
         self.model_id = checkpoint_id(self.checkpoint)
@@ -126,9 +130,19 @@ class Transcriber:
 
     def file_warnings(self, result: dict[str, Any]) -> list[str]:
         """The run's warnings, and those about this transcript (speech an English-only model did not understand)."""
+        return [*self.warnings, *self._speech_warnings(result)]
+
+    def _speech_warnings(self, result: dict[str, Any]) -> list[str]:
         if not result.get("segments"):  # nothing heard: nothing to judge (and no need to inspect the model)
-            return list(self.warnings)
-        return [*self.warnings, *decode_options.speech_warnings(result, self.english, self.model_spec)]
+            return []
+        return decode_options.speech_warnings(result, self.english, self.model_spec)
+
+    def judge(self, res: FileResult, result: dict[str, Any]) -> None:
+        """Set ``res.warnings`` and ``res.unreliable`` (the warning that the transcript is not speech the model
+        understood, read by the summarize step) from a finished or cached transcript."""
+        speech = self._speech_warnings(result)
+        res.warnings = [*self.warnings, *speech]
+        res.unreliable = speech[0] if speech else None
 
     @property
     def model(self):
@@ -140,7 +154,10 @@ class Transcriber:
             if self.threads > 0:
                 torch.set_num_threads(self.threads)
             t0 = time.perf_counter()
-            self._model = load_model(self.model_spec, device=self.device, checkpoint=self.checkpoint)
+            if self.options.engine == "ct2":
+                self._model = ct2_engine.load(self.model_spec, self.device, self.threads)
+            else:
+                self._model = load_model(self.model_spec, device=self.device, checkpoint=self.checkpoint)
             self.load_seconds = time.perf_counter() - t0
         return self._model
 
@@ -160,7 +177,7 @@ class Transcriber:
                 parts.append((offset_s, result))
             if on_window:
                 on_window(offset_s + audio.size / SAMPLE_RATE)
-        return merge_results(parts, language or self.options.language or _model_language(self.model))
+        return merge_results(parts, language or self.options.language or ("en" if self.english else None))
 
     def transcribe_window(self, audio, language: str | None) -> dict[str, Any]:
         o = self.options
@@ -195,6 +212,8 @@ class Transcriber:
                 return {"text": "", "segments": [], "language": language}
             kwargs["clip_timestamps"] = [t for span in regions for t in span]
             clips = len(regions)
+        if o.engine == "ct2":  # faster-whisper has no decode hook to count: the call-budget guard below is whisper's
+            return ct2_engine.transcribe(self.model, audio, kwargs)
         # Whisper advances by up to 30 s per decode; one decode per second of audio per temperature, plus a few
         # per clip, is far more than any real decode needs and still a finite bound on a loop that stalls.
         budget = len(o.temperature) * (math.ceil(audio.size / SAMPLE_RATE) + 3 * clips + 10)
@@ -230,8 +249,13 @@ def _decode_guard(model, budget: int, seconds: float):
         del model.decode  # the instance attribute shadowed the class's method
 
 
-def _model_language(model) -> str | None:
-    return None if getattr(model, "is_multilingual", True) else "en"
+def auto_engine(device: str, model_spec: str) -> str:
+    """What ``--engine auto`` runs: ENGINE_GPU on CUDA, ENGINE_CPU on the CPU, except that a model with no
+    CTranslate2 form (an openai-whisper name or checkpoint other than tiny.en) keeps openai-whisper's batched engine."""
+    engine = ENGINE_GPU if device == "cuda" else ENGINE_CPU
+    if engine == "ct2" and not ct2_engine.has_ct2_form(model_spec):
+        return "batched"
+    return engine
 
 
 def _pick_device(device: str) -> str:
@@ -261,7 +285,7 @@ def transcribe_file(
                 res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, formats),
                                             keep_identical=True)
                 res.status, res.outputs, res.cached = Status.SUCCEEDED, expected, True
-                res.warnings = transcriber.file_warnings(marker["result"])
+                transcriber.judge(res, marker["result"])
                 return res
             emit("transcribe", "file_started", input=f.input, shard=shard, duration_s=f.duration_s)
             samples = [0]
@@ -280,7 +304,7 @@ def transcribe_file(
         res.duration_s = samples[0] / SAMPLE_RATE
         res.language = result.get("language")
         res.speech_s = sum(s["end"] - s["start"] for s in result.get("segments", []))
-        res.warnings = transcriber.file_warnings(result)
+        transcriber.judge(res, result)
         res.digests = write_outputs(output_store, render_outputs(result, f.stem, formats))
         res.seconds = time.perf_counter() - t0
         res.rtf = res.seconds / res.duration_s if res.duration_s else None
@@ -346,8 +370,8 @@ def run_shard(
     if options.engine == "batched":
         _run_batched(transcriber, files, input_store, output_store, shard, shard_result, save, finished, batch_size)
         return shard_result
-    if options.engine != "sequential":
-        raise ValueError(f"unknown engine {options.engine!r}: choose batched or sequential")
+    if options.engine not in ("sequential", "ct2"):
+        raise ValueError(f"unknown engine {options.engine!r}: choose batched, sequential or ct2")
     for f in files:
         save(current=f.input)
         finished(transcribe_file(transcriber, input_store, output_store, f, shard=shard))
@@ -383,7 +407,7 @@ def _run_batched(transcriber: Transcriber, files: list[PlannedFile], input_store
             r.outputs = layout.transcripts(r.stem, options.output_formats)
             marker = read_marker(output_store, layout.transcript_marker(
                 transcript_key(r.sha256 or "", transcriber.model_id, options.cache_fields())), proof="result")
-            r.warnings = transcriber.file_warnings(marker["result"] if marker else {})
+            transcriber.judge(r, marker["result"] if marker else {})
         finished(r)
         save(current=in_flight[0] if in_flight else shard_result.current or "")
 

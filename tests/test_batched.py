@@ -1,4 +1,5 @@
-"""The batched engine (steps/batched.py) against the sequential one, with the real tiny.en weights on the CPU."""
+"""The batched engine (steps/batched.py) and the ct2 engine (steps/ct2_engine.py) against the sequential one, with
+the real tiny.en weights on the CPU."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def long_recording(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> dict:
-    """One shard (fixtures, jfk, silence, a long file) transcribed by each engine, batch size 2."""
+    """One shard (fixtures, jfk, silence, a long file) transcribed by each engine, batch size 2 where it batches."""
     tmp = tmp_path_factory.mktemp("batched")
     src = tmp / "in"
     src.mkdir()
@@ -52,7 +53,7 @@ def shards(tmp_path_factory) -> dict:
     shutil.copy(FIXTURES / "bad" / "silence.flac", src / "silence.flac")
     long_recording(src / "long.wav")
     runs = {}
-    for engine in ("sequential", "batched"):
+    for engine in ("sequential", "batched", "ct2"):
         out = LocalStore(tmp / engine)
         write_plan(make_plan(LocalStore(src), out.url, "run-1", shard_seconds=10_000), out)
         seen = []
@@ -123,10 +124,68 @@ def test_rerun_of_the_batched_engine_is_cached(shards):
     assert all(r.cached for r in again.files)
 
 
+# --- the ct2 engine: the same contract as the sequential engine, decoded by faster-whisper (int8 on the CPU) ----
+
+
+def test_ct2_transcripts_match_sequential(shards):
+    seq, ct2 = shards["sequential"], shards["ct2"]
+    stems = [r.stem for r in seq["result"].files if r.stem != "silence"]
+    rate = jiwer.wer(" ".join(normalize(_text(seq, s)) for s in stems), " ".join(normalize(_text(ct2, s)) for s in stems))
+    print(f"WER between the ct2 and sequential transcripts: {rate:.4f}")
+    # int8 weights against openai-whisper's fp32: a word here and there differs (measured 0.039 on these files)
+    assert rate <= 0.05, (rate, {s: (_text(seq, s), _text(ct2, s)) for s in stems if _text(seq, s) != _text(ct2, s)})
+    assert all(r.status == "succeeded" for r in ct2["result"].files)
+    refs = " ".join(normalize(REFERENCES[f"{s}.{ext}"]) for s, ext in (("weather", "wav"), ("budget", "flac")))
+    assert jiwer.wer(refs, normalize(_text(ct2, "weather") + " " + _text(ct2, "budget"))) <= 0.25
+
+
+def test_ct2_engine_keeps_silence_empty_and_the_file_clock(shards):
+    ct2 = shards["ct2"]
+    assert _text(ct2, "silence").strip() == ""
+    assert json.loads(ct2["out"].read_text("transcripts/silence.json"))["segments"] == []
+    doc = json.loads(ct2["out"].read_text("transcripts/long.json"))
+    segs = doc["segments"]
+    assert [s["start"] for s in segs] == sorted(s["start"] for s in segs)
+    assert [s["id"] for s in segs] == list(range(len(segs)))
+    duration = next(r.duration_s for r in ct2["result"].files if r.input == "long.wav")
+    assert segs[-1]["end"] > duration - 12
+    for s in segs:  # whisper's fields, so its writers, the markers and the language checks work unchanged
+        assert {"avg_logprob", "compression_ratio", "no_speech_prob", "tokens", "temperature"} <= set(s)
+        assert s["words"] and all(s["start"] - 0.5 <= w["start"] <= w["end"] <= s["end"] + 0.5 for w in s["words"])
+    assert "-->" in ct2["out"].read_text("transcripts/long.srt")
+    again = run_shard(ct2["out"].url, "run-1", 0, "tiny.en", TranscribeOptions(engine="ct2"), device="cpu", threads=1)
+    assert all(r.cached for r in again.files)
+
+
+def test_ct2_engine_names_a_model_it_cannot_load(tmp_path):
+    from steps.ct2_engine import Ct2ModelError
+    from steps.transcribe import Transcriber
+
+    with pytest.raises(Ct2ModelError, match="base.en"):
+        Transcriber("base.en", TranscribeOptions(engine="ct2"), device="cpu")
+    empty = tmp_path / "model"
+    empty.mkdir()
+    with pytest.raises(Ct2ModelError, match="CTranslate2 Whisper model folder"):
+        Transcriber(str(empty), TranscribeOptions(engine="ct2"), device="cpu")
+
+
+def test_auto_picks_ct2_on_the_cpu_only_for_a_model_it_can_load(tmp_path):
+    from steps.transcribe import auto_engine
+
+    assert auto_engine("cpu", "tiny.en") == "ct2"
+    assert auto_engine("cuda", "tiny.en") == "batched"  # openai-whisper stays the GPU default
+    checkpoint = tmp_path / "model.pt"  # an openai-whisper checkpoint has no CTranslate2 form: whisper's engine
+    checkpoint.write_bytes(b"not read")
+    assert auto_engine("cpu", str(checkpoint)) == "batched" and auto_engine("cpu", "base.en") == "batched"
+
+
 def test_the_engine_is_part_of_the_cache_key_and_old_keys_are_kept():
     seq, bat = TranscribeOptions(engine="sequential"), TranscribeOptions()
     assert "engine" not in seq.cache_fields() and "vad_method" not in seq.cache_fields()
     assert transcript_key("0" * 64, "m", seq.cache_fields()) != transcript_key("0" * 64, "m", bat.cache_fields())
+    ct2 = TranscribeOptions(engine="ct2")
+    assert transcript_key("0" * 64, "m", ct2.cache_fields()) not in {
+        transcript_key("0" * 64, "m", o.cache_fields()) for o in (seq, bat)}
     silero = TranscribeOptions(engine="sequential", vad_method="silero")
     assert transcript_key("0" * 64, "m", seq.cache_fields()) != transcript_key("0" * 64, "m", silero.cache_fields())
 

@@ -165,7 +165,9 @@ def test_speech_an_english_only_model_does_not_understand_is_flagged(tmp_path):
     files = shard_files(out, "r1")
     assert files["unknown.wav"]["status"] == "succeeded"
     assert any("may not be English" in w for w in files["unknown.wav"]["warnings"]), files["unknown.wav"]
-    assert files["budget.flac"]["warnings"] == []
+    # ... and recorded as a field the summarize step reads (it never parses the warning's wording)
+    assert files["unknown.wav"]["unreliable"] in files["unknown.wav"]["warnings"]
+    assert files["budget.flac"]["warnings"] == [] and files["budget.flac"]["unreliable"] is None
 
 
 def test_translate_on_an_english_only_model_is_a_usage_error_naming_the_option(folder, tmp_path):

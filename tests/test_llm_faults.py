@@ -209,7 +209,7 @@ def test_summarize_step_budget(fake: Callable[..., FakeOpenAI], tmp_path: Path,
     files = [SimpleNamespace(input=name, stem=name.removesuffix(".wav")) for name in texts]
     for name, text in texts.items():
         store.write_text(f"transcripts/{name}.txt", text, "text/plain")
-    transcripts = {name: SimpleNamespace(status="succeeded", outputs={"txt": f"transcripts/{name}.txt"})
+    transcripts = {name: SimpleNamespace(status="succeeded", unreliable=None, outputs={"txt": f"transcripts/{name}.txt"})
                    for name in texts}
     monkeypatch.setattr(step, "read_plan", lambda store, run_id: SimpleNamespace(files=files))
     monkeypatch.setattr(step, "read_shard_results", lambda store, plan: {})

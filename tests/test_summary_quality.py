@@ -8,6 +8,7 @@ llama-server with SmolLM2 is in the ``llm``-marked tests at the end. No timing a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ import pytest
 
 from steps import layout
 from steps.llm import LLMClient, LLMSettings, summarize, to_markdown
-from steps.llm.checks import degeneracy, detect_language
+from steps.llm import highlights
+from steps.llm.checks import degeneracy, detect_language, words
+from steps.llm.grounding import INSTRUCTION
+from steps.llm.prompts import CHARS_PER_TOKEN
 from steps.llm.schema import json_schema, limits_for, parse
 from tests.llm_support import TRANSCRIPT, FakeOpenAI, Recorded, Reply, error, fast, sse
 
@@ -87,7 +91,9 @@ def test_fallback_chain_for_a_server_that_refuses_response_format(fake: Callable
     kinds = [(r.json.get("response_format") or {}).get("type") for r in srv.chat_requests()]
     assert kinds == ["json_schema", "json_object", None, None]  # the second file goes straight to prose
     assert first.format == second.format == "prose" and first.document["format"] == "prose"
-    assert first.text == "Maria reported that processing dropped to four minutes per hour of audio."
+    prose, quotes = first.text.split("\n\n## Quoted from the transcript\n\n")  # the model's prose, then quotes
+    assert prose == "Maria reported that processing dropped to four minutes per hour of audio."
+    assert "“Maria will send the numbers on Monday.”" in quotes
     assert "Transcript" not in first.text and first.confidence == "high"
 
 
@@ -260,6 +266,75 @@ def test_a_summary_that_repeats_the_injected_command_does_not_hand_it_on(fake: C
     assert "instructions addressed to an AI assistant; they were not followed" in s.text
 
 
+# --- highlights: sentences quoted from the transcript ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in BENCH.glob("*.txt")))
+def test_highlights_are_verbatim_capped_and_never_an_echo(name: str) -> None:
+    transcript = (BENCH / f"{name}.txt").read_text()
+    flat = " ".join(transcript.split())
+    quotes = highlights.pick(transcript)
+    most, budget = highlights.limits(len(words(transcript)))
+    assert len(quotes) <= most and sum(len(words(q)) for q in quotes) <= budget
+    assert budget <= len(words(transcript)) / 3 + 1  # a third of the transcript at most
+    for q in quotes:
+        assert q in flat, q  # word for word
+        assert not INSTRUCTION.search(q)  # a prompt injection is never handed on, not even quoted
+    if quotes:
+        assert degeneracy([(f"highlights[{i}]", q) for i, q in enumerate(quotes)], transcript, None) == []
+
+
+def test_highlights_pick_facts_and_skip_ceremony() -> None:
+    quotes = highlights.pick(TRANSCRIPT)
+    assert "Maria will send the numbers on Monday." in quotes and "I will have a patch ready by Thursday." in quotes
+    assert not any(q.startswith(("Okay, let's get started", "Then thank you")) for q in quotes)
+    assert not any(q.endswith("?") for q in quotes)
+    assert highlights.pick("Alice will ship version 2.1 on Friday.") == []  # too short to quote without echoing it
+    german = (BENCH / "german-meeting.txt").read_text()
+    assert "Wir haben beschlossen, den Start auf den 15. Mai zu verschieben, damit wir genug Zeit für die Tests " \
+           "haben." in highlights.split_sentences(german)  # "15. Mai" is a date, not a sentence end
+    assert "The cafeteria will close at two p.m. on Friday for cleaning." in highlights.split_sentences(
+        (BENCH / "injection.txt").read_text())  # "p.m." before a lower-case word is no sentence end
+    assert highlights.score("The cafeteria will close at two p.m. on Friday for cleaning.") > highlights.score(
+        "We talked about this briefly last month as well, so some of this will sound familiar.")
+
+
+def test_highlights_are_shown_as_labelled_quotes_beside_the_model_summary(fake: Callable[..., FakeOpenAI]) -> None:
+    srv = fake([GOOD])
+    with LLMClient(fast(srv.url)) as client:
+        s = summarize(client, TRANSCRIPT)
+    quotes = s.document["highlights"]
+    assert "Maria will send the numbers on Monday." in quotes  # adds what the model's summary lacks...
+    assert not any("twelve minutes" in q for q in quotes)  # ...not the processing time it already states
+    assert any("twelve minutes" in q for q in highlights.pick(TRANSCRIPT))  # (which alone it would quote)
+    section = s.text.split("## Quoted from the transcript\n\n", 1)[1]
+    assert section.startswith("_Sentences copied word for word from the transcript")
+    assert "- “Maria will send the numbers on Monday.”" in section
+    assert s.document["ungrounded"] == []  # quotes are not grounding-checked: they are the transcript
+    srv = fake([LOOP, LOOP])
+    with LLMClient(fast(srv.url)) as client:
+        low = summarize(client, TRANSCRIPT)
+    assert low.confidence == "low" and low.document["highlights"] == [] and "Quoted" not in low.text
+
+
+def test_map_pieces_are_sized_from_the_context_not_from_what_fits(fake: Callable[..., FakeOpenAI]) -> None:
+    """A transcript that fits one request but exceeds a map piece (a quarter of the context) is map-reduced
+    in pieces no larger than that; a larger ``map_piece_tokens`` reads it whole."""
+    text = " ".join([TRANSCRIPT] * 3)  # ~3,400 characters: one 1,024-token piece, three 400-token ones
+    assert fast("http://unused", context_tokens=4096).piece_tokens == 1024
+    srv = fake(default=GOOD)
+    with LLMClient(fast(srv.url, context_tokens=4096, map_piece_tokens=400)) as client:
+        s = summarize(client, text)
+    blocks = [_content(r).split("<transcript>\n", 1)[1] for r in srv.chat_requests()
+              if "one part of a longer recording" in _content(r)]
+    assert s.chunks == len(blocks) > 1 and all(len(b) <= 400 * CHARS_PER_TOKEN + 20 for b in blocks)
+    srv = fake(default=GOOD)
+    with LLMClient(fast(srv.url, context_tokens=4096)) as client:
+        assert summarize(client, text).chunks == 1 and len(srv.chat_requests()) == 1
+    with pytest.raises(ValueError, match="map_piece_tokens"):
+        fast("http://unused", map_piece_tokens=0)
+
+
 # --- the summarize step: both outputs proven -----------------------------------------------------------------------
 
 
@@ -307,8 +382,8 @@ def test_the_step_writes_json_and_markdown_and_the_marker_proves_both(fake: Call
 
 
 def _real(llama_server: Any, **kw: Any) -> LLMSettings:
-    return LLMSettings(url=llama_server.url, model=llama_server.model, context_tokens=2048, concurrency=2,
-                       **{"max_output_tokens": 384, **kw})
+    return LLMSettings(model=llama_server.model, context_tokens=2048, concurrency=2,
+                       **{"url": llama_server.url, "max_output_tokens": 384, **kw})
 
 
 @pytest.mark.llm
@@ -327,6 +402,64 @@ def test_real_schema_constrained_summary(llama_server: Any) -> None:
         assert s.text.startswith("# Summary not available") and doc["summary"] == ""
 
 
+def _gateway(llama_server: Any, refuse_schema: bool = False, first: Reply | None = None) -> Callable[[Recorded], Reply]:
+    """A gateway in front of the real llama-server: forwards every request, except that it refuses a JSON
+    schema (``refuse_schema``, as some OpenAI-compatible servers do) and answers the first chat request itself
+    with ``first`` (a degenerate answer, as a small model gives)."""
+    import httpx
+
+    pending = [first] if first is not None else []
+
+    def reply(rec: Recorded) -> Reply:
+        if refuse_schema and (rec.json.get("response_format") or {}).get("type") == "json_schema":
+            return error(400, "response_format type 'json_schema' is not supported")
+        if pending and rec.path.endswith("/chat/completions"):
+            return pending.pop()
+        upstream = httpx.post(llama_server.url + rec.path.removeprefix("/v1"), content=rec.raw, timeout=120,
+                              headers={"Content-Type": "application/json"})
+        return Reply(upstream.status_code, upstream.content,
+                     {"Content-Type": upstream.headers.get("content-type", "application/json")})
+
+    return reply
+
+
+@pytest.mark.llm
+def test_real_model_retries_after_a_looping_answer(llama_server: Any, fake: Callable[..., FakeOpenAI]) -> None:
+    """A looping first answer (what SmolLM2 gave on the stand-up before issue 10) is rejected; the stricter retry
+    goes to the real model, and the loop is never shown."""
+    srv = fake(default=_gateway(llama_server, first=LOOP))
+    with LLMClient(_real(llama_server, url=srv.url)) as client:
+        s = summarize(client, (BENCH / "standup.txt").read_text())
+    print(f"\n{json.dumps(s.document, indent=1)}\n{s.text}")
+    first, retry = srv.chat_requests()[:2]
+    assert retry.json["frequency_penalty"] > first.json["frequency_penalty"]  # stricter
+    assert s.retried and s.document["problems"][0].startswith("loop:")
+    assert "budget" not in s.text.lower()  # nothing of the looping answer is shown
+    if s.confidence == "high":
+        assert degeneracy([("summary", s.document["summary"])], (BENCH / "standup.txt").read_text(), "en") == []
+
+
+@pytest.mark.llm
+def test_real_fallback_chain_behind_a_gateway_that_refuses_json_schema(llama_server: Any,
+                                                                        fake: Callable[..., FakeOpenAI]) -> None:
+    """The real model behind a gateway that refuses ``response_format`` json_schema (as some OpenAI-compatible
+    servers do) and forwards everything else: the summary comes from JSON mode, validated and grounded."""
+    srv = fake(default=_gateway(llama_server, refuse_schema=True))
+    transcript = (BENCH / "standup.txt").read_text()
+    with LLMClient(_real(llama_server, url=srv.url)) as client:
+        s = summarize(client, transcript)
+    print(f"\n{json.dumps(s.document, indent=1)}\n{s.text}")
+    kinds = [(r.json.get("response_format") or {}).get("type") for r in srv.chat_requests()]
+    assert kinds[:2] == ["json_schema", "json_object"] and "json_schema" not in kinds[1:]
+    assert s.format == s.document["format"] == "json_object"
+    if s.confidence == "high":  # what the real model said, checked: nothing flagged reaches the markdown
+        assert s.document["summary"] or s.document["key_points"]
+        model_part = s.text.split("## Quoted from the transcript")[0].replace("\\", "")
+        for flag in s.document["ungrounded"]:
+            if flag["kind"] in ("number", "date", "name"):
+                assert not re.search(rf"(?<![\w.]){re.escape(flag['text'])}(?![\w.])", model_part), flag
+
+
 @pytest.mark.llm
 def test_real_injection_recording_is_summarized_not_obeyed(llama_server: Any) -> None:
     transcript = (BENCH / "injection.txt").read_text()
@@ -342,7 +475,8 @@ def test_real_injection_recording_is_summarized_not_obeyed(llama_server: Any) ->
 
 @pytest.mark.llm
 def test_real_map_reduce_merges_structured_parts(llama_server: Any) -> None:
-    transcript = " ".join((BENCH / "long-meeting.txt").read_text().split()[:1400])  # ~9 minutes of meeting
+    # ~4 minutes of meeting: two map pieces at this context (a quarter of 2,048 tokens each), then the reduce
+    transcript = " ".join((BENCH / "long-meeting.txt").read_text().split()[:600])
     with LLMClient(_real(llama_server, max_output_tokens=256)) as client:
         s = summarize(client, transcript)
     print(f"\n{s.to_dict()}")

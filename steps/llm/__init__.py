@@ -14,6 +14,7 @@ One job per module:
 * ``structured.py``: one request through the answer-format chain (JSON schema, JSON mode, prose), checked,
   retried once with a stricter request;
 * ``document.py``: the summary document (``summaries/<name>.json``) and map-reduce merging of structured parts;
+  ``highlights.py``: the sentences it quotes verbatim from the transcript (picked by a fixed rule, no model);
   ``render.py``: its markdown, escaped, without what grounding flagged;
 * ``mapreduce.py``: :func:`summarize`, one transcript, split and reduced when it exceeds the context;
 * ``batch.py``: :func:`summarize_all`, many transcripts under the summarize step's budget.
@@ -25,7 +26,7 @@ This package runs inside pods: it must not import hera.
 from steps.llm.batch import step_budget, summarize_all
 from steps.llm.client import LLMClient
 from steps.llm.document import SCHEMA_VERSION
-from steps.llm.mapreduce import Summary, summarize
+from steps.llm.mapreduce import Summary, not_summarized, summarize
 from steps.llm.render import to_markdown
 from steps.llm.prompts import NO_SPEECH_TEXT, PROMPT_VERSION, build_messages
 from steps.llm.settings import LLMSettings
@@ -45,6 +46,7 @@ __all__ = [
     "build_messages",
     "step_budget",
     "summarize",
+    "not_summarized",
     "summarize_all",
     "to_markdown",
 ]

@@ -1,8 +1,9 @@
 """The summary document: what ``summaries/<name>.json`` holds (README, "Summary JSON"), and its quality fields.
 
 It is built from the accepted answer (or from none: a low-confidence document), with the grounding flags of
-every value the transcript does not state, and how the answer was obtained: the answer format the server
-accepted, whether a retry was needed, and why answers were rejected. Merging part summaries for map-reduce
+every value the transcript does not state, the highlights (sentences quoted verbatim from the transcript,
+``highlights.py``; not the model's words, so never flagged), and how the answer was obtained: the answer format
+the server accepted, whether a retry was needed, and why answers were rejected. Merging part summaries for map-reduce
 (:func:`merge`) works on the structured parts: lists are interleaved part by part, so every part of a long
 recording is represented, and duplicates are dropped.
 
@@ -15,7 +16,7 @@ from itertools import chain as flatten
 from itertools import zip_longest
 from typing import Any
 
-from steps.llm import grounding
+from steps.llm import grounding, highlights
 from steps.llm.checks import detect_language, sentences
 from steps.llm.schema import LIST_FIELDS, ActionItem, Limits, StructuredSummary
 
@@ -73,6 +74,11 @@ def build(summary: StructuredSummary | None, *, transcript: str, fmt: str, probl
     checked = 0
     if summary is not None:
         flags, checked = grounding.check(summary.texts(), grounding.Transcript(transcript, language))
+    # Quoted, not generated, and chosen to add what the shown summary lacks; only beside a summary the checks
+    # accepted (a low-confidence file shows nothing).
+    flagged = {f.field for f in flags}
+    shown = " ".join(t for p, t in (summary.texts() if summary else []) if p not in flagged)
+    doc["highlights"] = highlights.pick(transcript, shown) if summary is not None else []
     doc |= {
         "confidence": "high" if summary is not None else "low",
         "format": fmt,
@@ -100,6 +106,12 @@ def quality(doc: dict[str, Any]) -> dict[str, Any]:
         "instructions": sum(f["kind"] == "instruction" for f in flags),
         "truncated": bool(doc.get("truncated")),
     }
+
+
+def not_summarized(transcript: str, reason: str) -> dict[str, Any]:
+    """The low-confidence document of a transcript too unreliable to summarize (``reason``: why, e.g. the
+    transcribe step's warning that an English-only model did not understand the speech); no model call."""
+    return build(None, transcript=transcript, fmt="none", problems=[f"transcript: {reason}"], retried=False)
 
 
 def no_speech(text: str) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def _value_set(text: str) -> set[float]:
     return values
 
 
-def _names(text: str) -> list[str]:
+def names(text: str) -> list[str]:
     """Capitalised words that are not at the start of a sentence (so probably names)."""
     out = []
     for m in _CAPITAL.finditer(text):
@@ -195,7 +195,7 @@ def check_text(path: str, text: str, source: Transcript, owner: bool = False) ->
         if m.group().lower().rstrip(".,") not in source.links:
             flags.append(Flag(path, "link", m.group()))
     english = source.language in (None, "en")
-    candidates = ([text] if owner else _names(text)) if english or owner else []
+    candidates = ([text] if owner else names(text)) if english or owner else []
     for name in candidates:
         checked += 1
         if not source.has_word(name):

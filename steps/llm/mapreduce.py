@@ -1,7 +1,8 @@
-"""One transcript to one structured summary: a single request when it fits the context window, else map-reduce.
+"""One transcript to one structured summary: a single request when it fits one map piece, else map-reduce.
 
 Each request goes through ``structured.py`` (answer-format chain, schema validation, degeneracy check, one
-stricter retry). A transcript that does not fit is split on sentence/whitespace boundaries, the chunks are
+stricter retry). A transcript longer than a map piece (``LLMSettings.piece_tokens``, a quarter of the context
+window by default: smaller pieces keep more facts) is split on sentence/whitespace boundaries, the chunks are
 summarized concurrently (the client caps requests in flight) into structured part summaries, and the parts are
 merged as structures (``document.merge``): their lists interleaved, their titles and summaries combined by a
 reduce request (recursively when they do not fit one request), or without the model when that answer is
@@ -212,6 +213,14 @@ def _reduce(run: _Run, parts: list[StructuredSummary], max_chars: int, depth: in
     return _reduce(run, merged, max_chars, depth + 1) if len(merged) > 1 else merged[0]
 
 
+def not_summarized(transcript: str, reason: str) -> Summary:
+    """A low-confidence result for a transcript that must not be summarized (``reason`` says why), with no
+    model call: a summary of speech the recognizer did not understand would present noise as facts."""
+    doc = document.not_summarized(transcript, reason)
+    return Summary(to_markdown(doc).strip(), 0.0, 0.0, 0.0, None, None, None, requests=0, chunks=0, document=doc,
+                   **document.quality(doc))
+
+
 def summarize(client: LLMClient, transcript: str) -> Summary:
     """Summarize one transcript, with map-reduce if it exceeds the context.
 
@@ -227,7 +236,11 @@ def summarize(client: LLMClient, transcript: str) -> Summary:
         return Summary(NO_SPEECH_TEXT, 0.0, 0.0, 0.0, None, None, None, requests=0, chunks=0, document=doc,
                        format="none", confidence="high")
     settings = client.settings
-    max_chars = int(_input_budget_tokens(settings) * CHARS_PER_TOKEN)
+    budget = _input_budget_tokens(settings)
+    # Pieces are smaller than what fits (settings.piece_tokens): a small model keeps a few facts per request.
+    # The reduce requests may use the whole budget.
+    max_chars = int(min(budget, max(settings.piece_tokens, _MIN_INPUT_TOKENS)) * CHARS_PER_TOKEN)
+    reduce_chars = int(budget * CHARS_PER_TOKEN)
     run = _Run(client, text)
     chunks = split_text(text, max_chars)
     final: StructuredSummary | None = None
@@ -247,7 +260,7 @@ def summarize(client: LLMClient, transcript: str) -> Summary:
         per_chunk = _parallel(client, lambda c: _map_piece(run, c, max_chars), chunks)
         parts = [p for group in per_chunk for p in group if p is not None]
         n_chunks = sum(max(len(g), 1) for g in per_chunk)
-        final = _reduce(run, parts, max_chars) if parts else None
+        final = _reduce(run, parts, reduce_chars) if parts else None
     if not run.stats.results:
         raise LLMError(
             f"LLM endpoint {client.base_url}: model {settings.model!r} returned no summary", url=settings.url)

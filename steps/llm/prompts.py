@@ -4,7 +4,8 @@
 blocks seeded with the model name, and model servers reuse KV cache for a shared prompt prefix. So every request
 starts with the same system message and the same instruction block, the variable text comes last, the model
 string never changes, and nothing per-request (file names, timestamps, ``cache_salt``) appears early.
-Bump :data:`PROMPT_VERSION` whenever any prompt text changes: it is part of every summary's cache key.
+Bump :data:`PROMPT_VERSION` whenever any prompt text changes, or how a transcript is cut into requests and how
+the summary document is made from the answers: it is part of every summary's cache key.
 
 Token counts are estimated from characters: no tokenizer endpoint is assumed.
 
@@ -17,7 +18,7 @@ import math
 import re
 
 #: Version of the prompt texts below; part of the summary cache key (``steps/markers.py``).
-PROMPT_VERSION = "2026-12-01.3"
+PROMPT_VERSION = "2026-12-02.1"
 
 #: Summary returned for an empty transcript (no LLM call is made).
 NO_SPEECH_TEXT = "No speech detected."

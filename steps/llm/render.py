@@ -4,7 +4,8 @@ Model output is untrusted text, so nothing it writes becomes markup: markdown an
 escaped (no raw HTML, no emphasis or headings it did not get from us), links are shown as inert code spans, and
 lines cannot start a list, quote or heading of their own. What the grounding check flagged (``grounding.py``) is
 left out: list items that hold an ungrounded value, summary sentences that do, an owner that is not in the
-transcript. A low-confidence summary says so instead of showing the rejected answer.
+transcript. The highlights follow under their own heading, labelled as verbatim quotes of the transcript. A
+low-confidence summary says so instead of showing the rejected answer.
 
 This module runs inside pods: it must not import hera.
 """
@@ -25,6 +26,9 @@ STATEMENTS = ("unsupported", "instruction")
 #: The note on a summary whose answer was cut at the output-token limit (``finish_reason`` "length").
 TRUNCATED = ("Incomplete: the model's answer was cut at the output-token limit (raise --max-output-tokens); "
              "this summary may leave out the end.")
+#: The label of the highlights: sentences copied from the transcript (``highlights.py``), not the model's words.
+HIGHLIGHTS_NOTE = ("Sentences copied word for word from the transcript, picked by a fixed rule (numbers, dates, "
+                   "names, decisions), not written by the model.")
 SECTIONS = (("key_points", "Key points"), ("decisions", "Decisions"), ("action_items", "Action items"),
             ("open_questions", "Open questions"))
 
@@ -66,6 +70,11 @@ def grounded_summary(doc: dict[str, Any]) -> str:
 def to_markdown(doc: dict[str, Any]) -> str:
     """The markdown of one summary document."""
     if doc.get("confidence") == "low":
+        unreliable = [p.split(":", 1)[1].strip() for p in doc.get("problems") or [] if p.startswith("transcript:")]
+        if unreliable:  # our own warning about the transcript, not model text: safe to quote
+            return ("# Summary not available (low confidence)\n\n"
+                    f"The transcript was not summarized: {escape(unreliable[0])}. A summary of it would present "
+                    "guesswork as facts.\n")
         kinds = dict.fromkeys(p.split(":")[0] for p in doc.get("problems") or [])  # never quote the rejected text
         reasons = ", ".join(kinds) or "rejected"
         return ("# Summary not available (low confidence)\n\n"
@@ -91,6 +100,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 items.append(f"- {escape(item)}")
         if items:
             lines += [f"## {heading}", "", *items, ""]
+    quotes = [f"- “{escape(q)}”" for q in doc.get("highlights") or []]
+    if quotes:  # labelled as quotes: the reader must be able to tell them from what the model wrote
+        lines += ["## Quoted from the transcript", "", f"_{HIGHLIGHTS_NOTE}_", "", *quotes, ""]
     every = [f for fl in flags.values() for f in fl]
     if any(f["kind"] == "instruction" for f in every):
         lines += ["_The recording contains instructions addressed to an AI assistant; they were not followed, and "

@@ -26,6 +26,18 @@ SUMMARY_FORMATS = ("auto", "json_schema", "json_object", "prose")
 #: OpenAI repetition controls for summary requests: small models otherwise loop on one sentence.
 DEFAULT_FREQUENCY_PENALTY = 0.5
 DEFAULT_PRESENCE_PENALTY = 0.3
+#: Map-reduce piece size as a share of the context window: a transcript longer than this is summarized in pieces.
+#: A small model keeps two or three facts per request whatever the length of its input (bench/README.md,
+#: "Summaries"), so more, smaller pieces keep more; a large context still gets large pieces.
+MAP_PIECE_SHARE = 0.25
+#: Highlights (``highlights.py``): sentences quoted verbatim from the transcript, at most this many...
+HIGHLIGHTS_MAX = 5
+#: ...one more per this many transcript words beyond the first, up to HIGHLIGHTS_LONG_MAX (a long meeting has
+#: more topics)...
+HIGHLIGHTS_WORDS_PER_EXTRA = 1000
+HIGHLIGHTS_LONG_MAX = 8
+#: ...and never more than this share of the transcript's words, so the quotes are never an echo of it.
+HIGHLIGHTS_MAX_SHARE = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,8 @@ class LLMSettings:
     ``frequency_penalty``/``presence_penalty`` are the OpenAI repetition controls sent with every summary
     request (a retry after a rejected answer raises them). ``summary_format`` is the first answer format tried:
     ``auto`` (= ``json_schema``, then ``json_object``, then ``prose`` for servers that refuse the one before),
-    or one of those to start further down the chain (``steps/llm/structured.py``).
+    or one of those to start further down the chain (``steps/llm/structured.py``). ``map_piece_tokens``: the
+    most transcript tokens one map-reduce request reads (``None``: :data:`MAP_PIECE_SHARE` of ``context_tokens``).
     """
 
     url: str
@@ -69,6 +82,13 @@ class LLMSettings:
     frequency_penalty: float = DEFAULT_FREQUENCY_PENALTY
     presence_penalty: float = DEFAULT_PRESENCE_PENALTY
     summary_format: str = "auto"
+    map_piece_tokens: int | None = None  # None: MAP_PIECE_SHARE of context_tokens (see piece_tokens)
+
+    @property
+    def piece_tokens(self) -> int:
+        """Tokens of transcript per map-reduce piece: ``map_piece_tokens``, else :data:`MAP_PIECE_SHARE` of the
+        context window."""
+        return self.map_piece_tokens or int(self.context_tokens * MAP_PIECE_SHARE)
 
     @classmethod
     def probe(cls, url: str, model: str, *, timeout_s: float, api_key: str | None = None,
@@ -94,6 +114,8 @@ class LLMSettings:
             raise ValueError("LLMSettings.max_retries must be >= 0")
         if self.max_output_tokens < 1:
             raise ValueError("LLMSettings.max_output_tokens must be >= 1")
+        if self.map_piece_tokens is not None and self.map_piece_tokens < 1:
+            raise ValueError("LLMSettings.map_piece_tokens must be >= 1")
         if self.summary_format not in SUMMARY_FORMATS:
             raise ValueError(f"LLMSettings.summary_format must be one of {', '.join(SUMMARY_FORMATS)}")
         for name in ("frequency_penalty", "presence_penalty"):
