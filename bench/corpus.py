@@ -21,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from steps.audio import ffmpeg_exe, probe_duration  # noqa: E402
+from steps.audio import probe_duration  # noqa: E402
+from tools.speech import speak  # noqa: E402
 
 #: espeak-ng voices (accent + variant) the files are read with, round-robin: several accents, male and female.
 VOICES = ["en-us", "en-gb+f3", "en-gb-scotland", "en-us+f2", "en-029", "en-gb-x-rp+m3", "en-us+m5", "en-gb+f4"]
@@ -55,17 +55,6 @@ def lengths_s(files: int, minutes: float, min_s: float, max_s: float, rng: np.ra
         lengths = np.clip(lengths, min_s, max_s)
         lengths *= minutes * 60 / lengths.sum()
     return np.clip(lengths, min_s, max_s)
-
-
-def speak(text: str, voice: str, rate: int, dest: Path) -> None:
-    if not shutil.which("espeak-ng"):
-        raise SystemExit("bench/corpus.py needs espeak-ng (apt-get install -y espeak-ng bible-kjv)")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav, txt = Path(tmp) / "speech.wav", Path(tmp) / "text.txt"
-        txt.write_text(text)
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-f", str(txt), "-w", str(wav)], check=True)
-        subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-ac", "1", "-ar",
-                        "16000", "-c:a", "libopus", "-b:a", "24k", str(dest)], check=True)
 
 
 def make_corpus(folder: Path, files: int, minutes: float, min_s: float, max_s: float, seed: int) -> dict[str, dict]:

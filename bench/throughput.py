@@ -125,14 +125,14 @@ class DeviceMemory:
         self.device, self.peak, self._stop = device, None, threading.Event()
 
     def __enter__(self) -> DeviceMemory:
+        if self.device != "cuda":
+            return self
         try:
             import pynvml  # nvidia-ml-py, on the GPU machine's image
 
             pynvml.nvmlInit()
             handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         except Exception:  # noqa: BLE001 - no NVML: no reading
-            return self
-        if self.device != "cuda":
             return self
 
         base = pynvml.nvmlDeviceGetMemoryInfo(handle).used

@@ -65,13 +65,15 @@ def transcript_key(audio_sha256: str, model_id: str, options: Mapping[str, Any])
     return _key({"v": TRANSCRIBE_VERSION, "audio": audio_sha256, "model": model_id, "options": dict(options)})
 
 
-def summary_key(transcript: str, settings: LLMSettings, prompt_version: str) -> str:
-    """``prompt_version``: ``steps.llm.PROMPT_VERSION``; with the model and every generation setting that can
-    change the summary."""
+def summary_key(transcript: str, settings: LLMSettings, prompt_version: str, refused: bool = False) -> str:
+    """``prompt_version``: ``steps.llm.PROMPT_VERSION``; with the model, every generation setting that can
+    change the summary (the map-reduce piece size among them), and whether the transcript was refused as
+    unreliable (the same text can come with or without that verdict)."""
     return _key({"prompt": prompt_version, "model": settings.model, "max_output_tokens": settings.max_output_tokens,
                  "temperature": settings.temperature, "context_tokens": settings.context_tokens,
                  "frequency_penalty": settings.frequency_penalty, "presence_penalty": settings.presence_penalty,
-                 "summary_format": settings.summary_format, "transcript": text_digest(transcript)})
+                 "summary_format": settings.summary_format, "piece_tokens": settings.piece_tokens,
+                 "refused": refused, "transcript": text_digest(transcript)})
 
 
 def read_marker(store: Store, key: str, proof: str) -> dict[str, Any] | None:

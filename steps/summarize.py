@@ -49,13 +49,6 @@ def _record(name: str, stem: str, digests: dict[str, str], metrics: dict | None,
                          json_digest=digests["json"])
 
 
-def _version(settings: LLMSettings, skipped: bool) -> str:
-    """The summary's recipe for its cache key: the prompts (and how transcripts are cut into requests), the
-    map-reduce piece size, and whether the transcript was refused (the same text can come with or without the
-    warning)."""
-    return f"{PROMPT_VERSION}|piece={settings.piece_tokens}" + ("|unreliable" if skipped else "")
-
-
 def describe_waits(settings: LLMSettings, pending: int, cached: int) -> str:
     """One line for the step log: what the step is about to wait for, and for how long at most."""
     budget = "none" if settings.budget_s is None else f"{settings.budget_s:g} s"
@@ -98,7 +91,7 @@ def run_step(output_url: str, run_id: str, settings: LLMSettings, progress=None)
             continue
         text = store.read_text(t.outputs["txt"]).strip()
         why = t.unreliable  # the transcribe step's verdict: e.g. an English-only model on another language
-        keys[f.input] = summary_key(text, settings, _version(settings, why is not None))
+        keys[f.input] = summary_key(text, settings, PROMPT_VERSION, refused=why is not None)
         marker = read_marker(store, layout.summary_marker(keys[f.input]), proof="json")
         if marker is not None:
             digests = write_outputs(store, _outputs(f.stem, marker["text"], marker["json"]), keep_identical=True)

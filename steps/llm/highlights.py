@@ -102,9 +102,11 @@ def score(sentence: str, known: frozenset[str] = frozenset(), english: bool = Tr
     return points
 
 
+_STOPS = frozenset(w for ws in STOPWORDS.values() for w in ws)  # every language's: a quote may mix them
+
+
 def _content(sentence: str) -> set[str]:
-    stops = {w for ws in STOPWORDS.values() for w in ws}
-    return {w for w in words(sentence) if w not in stops and len(w) > 2}
+    return {w for w in words(sentence) if w not in _STOPS and len(w) > 2}
 
 
 def pick(transcript: str, summary: str = "") -> list[str]:
