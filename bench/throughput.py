@@ -32,6 +32,7 @@ references (whisper's English normalizer + jiwer), and WER against the sequentia
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ import numpy as np  # noqa: E402
 from whisper.normalizers import EnglishTextNormalizer  # noqa: E402
 
 from bench import corpus  # noqa: E402
+from bench.stack_sampler import StackSampler  # noqa: E402
 from steps.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
 #: The Whisper model every method uses (--model: a name or a checkpoint path, e.g. on a machine without the bundle).
@@ -185,6 +187,7 @@ def run_kubescribe(src: Path, out: Path, engine: str, device: str, threads: int,
         extra["mean_batch"] = round(statistics.mean(result.batch_sizes), 2)
         extra["decode_calls"] = len(result.batch_sizes)
         extra["warmup_s"] = getattr(result, "warmup_s", None)
+        extra["decode_s"] = round(sum(getattr(result, "decode_seconds", [])), 2)
     return wall, done_at, hyps, extra
 
 
@@ -286,6 +289,16 @@ def run_shared(src: Path, out: Path, k: int, device: str, threads: int,
     return wall, done_at, hyps, {"shards": len(plan.shards)}
 
 
+def run_method(method: str, src: Path, out: Path, a) -> tuple[float, list[float], dict[str, str], dict]:
+    if method == "greedy":
+        return run_greedy(src, a.device, a.threads)
+    if method == "batched-beam1":
+        return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, beam=1)
+    if method == "batched-nowt":
+        return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
+    return run_kubescribe(src, out, method, a.device, a.threads, a.batch)
+
+
 def main() -> int:
     global MODEL
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -305,6 +318,8 @@ def main() -> int:
     p.add_argument("--ct2-model", type=Path, help="tiny.en in CTranslate2 form (default: the bundled folder)")
     p.add_argument("--share", type=int, nargs="*", default=[])
     p.add_argument("--model", default=MODEL, help="Whisper model name or checkpoint path, for every method")
+    p.add_argument("--profile", action="store_true",
+                   help="sample every thread's Python stack during each method (bench/stack_sampler.py)")
     p.add_argument("--json")
     a = p.parse_args()
     MODEL = a.model
@@ -327,15 +342,10 @@ def main() -> int:
         rows, texts = [], {}
         for method in [m for m in a.methods.split(",") if m]:
             reset_peak(a.device)
-            out = tmp / method
-            if method == "greedy":
-                wall, done, hyps, extra = run_greedy(src, a.device, a.threads)
-            elif method == "batched-beam1":
-                wall, done, hyps, extra = run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, beam=1)
-            elif method == "batched-nowt":
-                wall, done, hyps, extra = run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
-            else:
-                wall, done, hyps, extra = run_kubescribe(src, out, method, a.device, a.threads, a.batch)
+            with StackSampler() if a.profile else contextlib.nullcontext() as sampler:
+                wall, done, hyps, extra = run_method(method, src, tmp / method, a)
+            if sampler is not None:
+                extra["profile"] = sampler.report()
             extra["peak_gpu_gib"] = peak_gpu(a.device)
             texts[method] = hyps
             rows.append(summarize(method, wall, done, audio_s, hyps, refs, extra))

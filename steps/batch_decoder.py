@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
+
+from steps.static_decode import StaticKVInference, vectorized_beam_search
 
 __all__ = ["BatchDecoder", "batch_decode"]
 
@@ -33,20 +36,22 @@ def _batch_task():
     * Its timestamp rules and beam-search update walk the rows one by one in Python, with a device sync per row
       and per candidate (``.item()``, ``.tolist()``, a tensor compared in an ``if``): about a thousand syncs per
       token for a batch of 20 chunks at beam 5. On a GPU those syncs, not the model, set the pace, so batching
-      gained only 1.18x over the sequential engine on an H200 (bench/README.md). The same rules, computed for
-      all rows at once with one transfer per step, give the same tokens (``tests/test_batched.py`` compares them
-      with whisper's own classes).
+      gained only 1.18x over the sequential engine on an H200 (bench/README.md). The same rules are computed
+      here for all rows at once on the device, and the decoder runs over a preallocated KV cache
+      (``steps.static_decode``); ``tests/test_batched.py`` checks the tokens against whisper's own classes.
     """
-    from whisper.decoding import ApplyTimestampRules, BeamSearchDecoder, DecodingTask
+    from whisper.decoding import ApplyTimestampRules, BeamSearchDecoder, DecodingTask, SuppressTokens
 
     class BatchDecodingTask(DecodingTask):
         def __init__(self, model, options):
             super().__init__(model, options)
+            self.inference = StaticKVInference(model, len(self.initial_tokens), self.n_group)
             if isinstance(self.decoder, BeamSearchDecoder):
-                self.decoder = _vectorized_beam_search(BeamSearchDecoder)(
+                self.decoder = vectorized_beam_search(BeamSearchDecoder)(
                     self.decoder.beam_size, self.decoder.eot, self.inference, self.decoder.patience)
-            self.logit_filters = [_vectorized_timestamp_rules(f) if isinstance(f, ApplyTimestampRules) else f
-                                  for f in self.logit_filters]
+            self.logit_filters = [_vectorized_timestamp_rules(f) if isinstance(f, ApplyTimestampRules)
+                                  else _indexed_suppression(f, model.device) if isinstance(f, SuppressTokens)
+                                  else f for f in self.logit_filters]
 
         def _get_audio_features(self, mel):
             features = super()._get_audio_features(mel)
@@ -56,6 +61,15 @@ def _batch_task():
             return super()._detect_language(audio_features[:: self.n_group], tokens)
 
     return BatchDecodingTask
+
+
+def _indexed_suppression(suppress, device):
+    """whisper's ``SuppressTokens`` with its token list moved to the device once, not on every step."""
+    import torch
+
+    index = torch.tensor(suppress.suppress_tokens, dtype=torch.long, device=device)
+    suppress.apply = lambda logits, tokens: logits.index_fill_(1, index, -math.inf)
+    return suppress
 
 
 def _vectorized_timestamp_rules(rules):
@@ -97,56 +111,6 @@ def _vectorized_timestamp_rules(rules):
     return rules
 
 
-def _vectorized_beam_search(base):
-    """whisper's ``BeamSearchDecoder`` whose ``update`` reads the candidates of every row in one transfer."""
-    import torch
-    import torch.nn.functional as F
-
-    class VectorizedBeamSearchDecoder(base):
-        def update(self, tokens, logits, sum_logprobs):
-            if tokens.shape[0] % self.beam_size != 0:
-                raise ValueError(f"{tokens.shape}[0] % {self.beam_size} != 0")
-            n_audio = tokens.shape[0] // self.beam_size
-            if self.finished_sequences is None:
-                self.finished_sequences = [{} for _ in range(n_audio)]
-            top_logprobs, top_tokens = F.log_softmax(logits.float(), dim=-1).topk(self.beam_size + 1)
-            # the same float32 sums whisper computes one .item() at a time
-            candidates = (sum_logprobs[:, None] + top_logprobs).tolist()
-            top_tokens, prefixes = top_tokens.tolist(), tokens.tolist()
-            next_tokens, source_indices, new_sums, finished_sequences = [], [], [], []
-            for i in range(n_audio):
-                scores, sources, finished = {}, {}, {}
-                for idx in range(i * self.beam_size, (i + 1) * self.beam_size):
-                    for new_logprob, token in zip(candidates[idx], top_tokens[idx]):
-                        sequence = tuple(prefixes[idx] + [token])
-                        scores[sequence] = new_logprob
-                        sources[sequence] = idx
-                saved = 0
-                for sequence in sorted(scores, key=scores.get, reverse=True):
-                    if sequence[-1] == self.eot:
-                        finished[sequence] = scores[sequence]
-                    else:
-                        new_sums.append(scores[sequence])
-                        next_tokens.append(sequence)
-                        source_indices.append(sources[sequence])
-                        saved += 1
-                        if saved == self.beam_size:
-                            break
-                finished_sequences.append(finished)
-            sum_logprobs[: len(new_sums)] = torch.tensor(new_sums, dtype=sum_logprobs.dtype, device=sum_logprobs.device)
-            tokens = torch.tensor(next_tokens, device=tokens.device)
-            self.inference.rearrange_kv_cache(source_indices)
-            for previously_finished, newly_finished in zip(self.finished_sequences, finished_sequences):
-                for seq in sorted(newly_finished, key=newly_finished.get, reverse=True):
-                    if len(previously_finished) >= self.max_candidates:
-                        break
-                    previously_finished[seq] = newly_finished[seq]
-            completed = all(len(sequences) >= self.max_candidates for sequences in self.finished_sequences)
-            return tokens, completed
-
-    return VectorizedBeamSearchDecoder
-
-
 def batch_decode(model, mel, options) -> list:
     """Decode a batch of log-mels (``n, n_mels, 3000``) with one encoder pass and one KV-cached search."""
     import torch
@@ -168,6 +132,7 @@ class BatchDecoder:
         self.busy = 0  # workers holding a chunk
         self.closed = False
         self.batches: list[int] = []  # sizes of the batches decoded, for the benchmark
+        self.seconds: list[float] = []  # and how long each took
         self.thread = threading.Thread(target=self._loop, name="batch-decoder", daemon=True)
         self.thread.start()
 
@@ -216,12 +181,14 @@ class BatchDecoder:
                 group = [r for r in self.pending if r.options == first][: self.max_batch]
                 taken = {id(r) for r in group}
                 self.pending = [r for r in self.pending if id(r) not in taken]
+            t0 = time.perf_counter()
             try:
                 with self.model_lock:
                     results = batch_decode(self.model, torch.stack([r.mel for r in group]), first)
                 for r, res in zip(group, results):
                     r.result = res
                 self.batches.append(len(group))
+                self.seconds.append(time.perf_counter() - t0)
             except BaseException as e:  # noqa: BLE001 - handed to every requester
                 for r in group:
                     r.error = e

@@ -106,6 +106,7 @@ class BatchedEngine:
         self.requested_batch = batch_size
         self.requested_workers = workers
         self.batch_sizes: list[int] = []
+        self.decode_seconds: list[float] = []
         self.warmup_s: float | None = None
         self._warm = False
 
@@ -268,6 +269,7 @@ class BatchedEngine:
                 th.join(timeout=60)
             decoder.close()
             self.batch_sizes.extend(decoder.batches)
+            self.decode_seconds.extend(decoder.seconds)
             timing.find_alignment = find_alignment
             with contextlib.suppress(AttributeError):
                 del model.decode

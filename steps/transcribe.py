@@ -417,4 +417,5 @@ def _run_batched(transcriber: Transcriber, files: list[PlannedFile], input_store
     shard_result.files.sort(key=lambda r: order.get(r.input, len(order)))
     shard_result.batch_sizes = engine.batch_sizes
     shard_result.warmup_s = engine.warmup_s
+    shard_result.decode_seconds = engine.decode_seconds
     save(current=None)

@@ -227,9 +227,10 @@ def test_batched_beam_search_equals_one_at_a_time(tiny_model):
 
 
 def test_vectorized_search_gives_whisper_s_own_tokens():
-    """The batch decoder's timestamp rules and beam update (computed for all rows at once, steps.batch_decoder)
-    choose exactly the tokens whisper's row-by-row classes choose, chunk for chunk: beam 5 with and without
-    timestamps, on real and synthetic speech. (Sampling at a temperature uses whisper's own greedy decoder.)"""
+    """The batch decoder (steps.batch_decoder, steps.static_decode: timestamp rules and beam update for all rows
+    at once, a preallocated KV cache, beams sharing their audio's cross-attention) chooses exactly the tokens
+    whisper's own classes choose, chunk for chunk: beam 5 with and without timestamps, greedy, and with a prompt,
+    on real and synthetic speech. (Sampling at a temperature uses whisper's own greedy decoder.)"""
     import torch
     import whisper
 
@@ -241,6 +242,8 @@ def test_vectorized_search_gives_whisper_s_own_tokens():
     audio = [load_audio(str(FIXTURES / "speech" / n)) for n in names] + [load_audio(str(SAMPLES / "jfk.flac"))]
     mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(a), model.dims.n_mels) for a in audio])
     for options in (whisper.DecodingOptions(beam_size=5, language="en", fp16=False),
+                    whisper.DecodingOptions(language="en", fp16=False),
+                    whisper.DecodingOptions(beam_size=5, language="en", fp16=False, prompt="The weather report."),
                     whisper.DecodingOptions(beam_size=5, language="en", fp16=False, without_timestamps=True)):
         batched = batch_decode(model, mels, options)
         single = [whisper.decode(model, mel, options) for mel in mels]

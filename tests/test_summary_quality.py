@@ -18,6 +18,7 @@ import pytest
 from steps import layout
 from steps.llm import LLMClient, LLMSettings, summarize, to_markdown
 from steps.llm import highlights
+from steps.llm.grounding import Transcript, check
 from steps.llm.checks import degeneracy, detect_language, words
 from steps.llm.grounding import INSTRUCTION
 from steps.llm.prompts import CHARS_PER_TOKEN
@@ -219,6 +220,16 @@ def test_ungrounded_values_are_flagged_in_the_json_and_left_out_of_the_markdown(
     assert "left out" in md
 
 
+def test_a_statement_that_dresses_the_transcript_s_words_in_invented_ones_is_unsupported() -> None:
+    """What the bundled model wrote for samples/standup.mp3: three of its five content words are the transcript's
+    (team, Monday, stand), the claim (excited about a launch) is not; a faithful paraphrase stays."""
+    source = Transcript("Welcome to the Monday stand up. Alice finished the login page and will start on payments. "
+                        "The team agreed to release version 2.1 next Thursday after one more round of testing.")
+    flags, _ = check([("summary", "The team is excited about the launch of Monday Stand Up."),
+                      ("key_points[0]", "The team will release version 2.1 next Thursday after more testing.")], source)
+    assert [(f.field, f.kind) for f in flags] == [("summary", "unsupported")]
+
+
 def test_markdown_is_escaped_no_html_and_no_links_invented_by_the_model() -> None:
     doc = {"title": "<img src=x onerror=alert(1)> # Title", "summary": "Click [here](http://evil.example) now *please*.",
            "key_points": ["- [ ] a fake task list", "1. a fake enumeration"], "decisions": [], "open_questions": [],
@@ -314,7 +325,10 @@ def test_highlights_are_shown_as_labelled_quotes_beside_the_model_summary(fake: 
     srv = fake([LOOP, LOOP])
     with LLMClient(fast(srv.url)) as client:
         low = summarize(client, TRANSCRIPT)
-    assert low.confidence == "low" and low.document["highlights"] == [] and "Quoted" not in low.text
+    # every answer rejected: the model failed, not the transcript, so its own sentences are still quoted
+    assert low.confidence == "low" and low.text.startswith("# Summary not available (low confidence)")
+    assert "- “Maria will send the numbers on Monday.”" in low.text.split("## Quoted from the transcript", 1)[1]
+    assert low.document["highlights"] == highlights.pick(TRANSCRIPT)
 
 
 def test_map_pieces_are_sized_from_the_context_not_from_what_fits(fake: Callable[..., FakeOpenAI]) -> None:

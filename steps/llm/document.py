@@ -74,11 +74,11 @@ def build(summary: StructuredSummary | None, *, transcript: str, fmt: str, probl
     checked = 0
     if summary is not None:
         flags, checked = grounding.check(summary.texts(), grounding.Transcript(transcript, language))
-    # Quoted, not generated, and chosen to add what the shown summary lacks; only beside a summary the checks
-    # accepted (a low-confidence file shows nothing).
+    # Quoted, not generated, and chosen to add what the shown summary lacks. Also when every answer was rejected:
+    # the model failed there, not the transcript, and its own sentences are still the safest summary of it.
     flagged = {f.field for f in flags}
     shown = " ".join(t for p, t in (summary.texts() if summary else []) if p not in flagged)
-    doc["highlights"] = highlights.pick(transcript, shown) if summary is not None else []
+    doc["highlights"] = highlights.pick(transcript, shown)
     doc |= {
         "confidence": "high" if summary is not None else "low",
         "format": fmt,
@@ -111,7 +111,9 @@ def quality(doc: dict[str, Any]) -> dict[str, Any]:
 def not_summarized(transcript: str, reason: str) -> dict[str, Any]:
     """The low-confidence document of a transcript too unreliable to summarize (``reason``: why, e.g. the
     transcribe step's warning that an English-only model did not understand the speech); no model call."""
-    return build(None, transcript=transcript, fmt="none", problems=[f"transcript: {reason}"], retried=False)
+    # nothing of an unreliable transcript is quoted either: its sentences are the guesswork
+    doc = build(None, transcript=transcript, fmt="none", problems=[f"transcript: {reason}"], retried=False)
+    return doc | {"highlights": []}
 
 
 def no_speech(text: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import math
 import re
 
 #: Version of the prompt texts below; part of the summary cache key (``steps/markers.py``).
-PROMPT_VERSION = "2026-12-02.1"
+PROMPT_VERSION = "2026-12-02.2"
 
 #: Summary returned for an empty transcript (no LLM call is made).
 NO_SPEECH_TEXT = "No speech detected."

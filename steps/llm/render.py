@@ -67,6 +67,12 @@ def grounded_summary(doc: dict[str, Any]) -> str:
     return " ".join(s for s in sentences(doc.get("summary") or "") if _keep_sentence(s, flags))
 
 
+def _quotes(doc: dict[str, Any]) -> list[str]:
+    """The highlights' lines, labelled as quotes: the reader must be able to tell them from what the model wrote."""
+    quotes = [f"- “{escape(q)}”" for q in doc.get("highlights") or []]
+    return ["## Quoted from the transcript", "", f"_{HIGHLIGHTS_NOTE}_", "", *quotes, ""] if quotes else []
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
     """The markdown of one summary document."""
     if doc.get("confidence") == "low":
@@ -77,9 +83,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
                     "guesswork as facts.\n")
         kinds = dict.fromkeys(p.split(":")[0] for p in doc.get("problems") or [])  # never quote the rejected text
         reasons = ", ".join(kinds) or "rejected"
-        return ("# Summary not available (low confidence)\n\n"
+        text = ("# Summary not available (low confidence)\n\n"
                 f"The model's answers were rejected twice ({escape(reasons)}), so no summary is shown. "
                 "Read the transcript instead.\n")
+        return text + "".join(f"\n{line}" for line in _quotes(doc))
     flags = _flagged(doc)
     lines: list[str] = []
     title = doc.get("title") or ""
@@ -100,9 +107,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 items.append(f"- {escape(item)}")
         if items:
             lines += [f"## {heading}", "", *items, ""]
-    quotes = [f"- “{escape(q)}”" for q in doc.get("highlights") or []]
-    if quotes:  # labelled as quotes: the reader must be able to tell them from what the model wrote
-        lines += ["## Quoted from the transcript", "", f"_{HIGHLIGHTS_NOTE}_", "", *quotes, ""]
+    lines += _quotes(doc)
     every = [f for fl in flags.values() for f in fl]
     if any(f["kind"] == "instruction" for f in every):
         lines += ["_The recording contains instructions addressed to an AI assistant; they were not followed, and "

@@ -1,0 +1,245 @@
+"""openai-whisper's text decoder with a preallocated KV cache, and a beam search that stays on the device.
+
+``steps.batch_decoder`` plugs these into whisper's own ``DecodingTask`` (its prompts, logit filters, finalize and
+ranking are untouched); this module only replaces the two parts that set the pace of a batched decode on a GPU:
+
+* :class:`StaticKVInference` stands in for whisper's ``PyTorchInference``. Whisper grows each layer's self-attention
+  cache with ``torch.cat`` in forward hooks, casts every fp32 weight to fp16 on every call (its ``Linear`` does
+  ``weight.to(x.dtype)``), and copies every row's cross-attention keys and values for each beam. Here the weights
+  are cast once per model, the self-attention cache is written in place, and the beams of one audio share its
+  cross-attention keys and values (their queries are stacked into one attention call instead). The arithmetic is
+  whisper's, in the same order and precision (layer norms in fp32, SDPA attention), so the tokens are the same.
+* :func:`vectorized_beam_search` is whisper's ``BeamSearchDecoder`` with ``update`` done as tensor operations over
+  every row at once: no Python per candidate, no host transfer per step other than the one "all done?" flag.
+  Finished hypotheses are kept in device buffers and handed to whisper's ``finalize`` in whisper's format.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["StaticKVInference", "vectorized_beam_search"]
+
+
+@dataclass
+class _Weights:
+    """The decoder's weights cast once to the compute dtype (layer norms stay fp32, as whisper computes them)."""
+
+    token_embedding: Any  # fp32, as whisper adds the positional embedding before casting
+    positional_embedding: Any
+    token_embedding_t: Any  # compute dtype, for the logits
+    blocks: list[dict[str, Any]]
+    ln: tuple[Any, Any]
+
+
+_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights(model, dtype) -> _Weights:
+    """The model's decoder weights in ``dtype``, cached per model (a pod decodes thousands of batches)."""
+    per_model = _WEIGHTS.setdefault(model, {})
+    if dtype not in per_model:
+        dec = model.decoder
+
+        def lin(m):
+            return m.weight.detach().to(dtype), None if m.bias is None else m.bias.detach().to(dtype)
+
+        def ln(m):
+            return m.weight.detach(), m.bias.detach()
+
+        blocks = [{
+            "attn_ln": ln(b.attn_ln), "q": lin(b.attn.query), "k": lin(b.attn.key), "v": lin(b.attn.value),
+            "o": lin(b.attn.out), "cross_ln": ln(b.cross_attn_ln), "cq": lin(b.cross_attn.query),
+            "ck": lin(b.cross_attn.key), "cv": lin(b.cross_attn.value), "co": lin(b.cross_attn.out),
+            "mlp_ln": ln(b.mlp_ln), "fc1": lin(b.mlp[0]), "fc2": lin(b.mlp[2]),
+        } for b in dec.blocks]
+        per_model[dtype] = _Weights(dec.token_embedding.weight.detach(), dec.positional_embedding.detach(),
+                                    dec.token_embedding.weight.detach().to(dtype).t(), blocks, ln(dec.ln))
+    return per_model[dtype]
+
+
+class StaticKVInference:
+    """whisper's ``Inference`` interface (``logits``, ``rearrange_kv_cache``, ``cleanup_caching``) over a
+    preallocated cache. ``n_group`` rows (beams or best-of samples) share one audio's cross-attention."""
+
+    def __init__(self, model, initial_token_length: int, n_group: int):
+        self.model = model
+        self.initial_token_length = initial_token_length
+        self.n_group = n_group
+        self.n_head = model.dims.n_text_head
+        self.length = 0
+        self.k = self.v = self.cross = None
+
+    def _allocate(self, audio_features) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        d = self.model.dims
+        dtype = audio_features.dtype
+        self.w = _weights(self.model, dtype)
+        rows = audio_features.shape[0]
+        head = d.n_text_state // self.n_head
+        shape = (d.n_text_layer, rows, self.n_head, d.n_text_ctx, head)
+        self.k = torch.empty(shape, dtype=dtype, device=audio_features.device)
+        self.v = torch.empty_like(self.k)
+        xa = audio_features[:: self.n_group]  # one row per audio: its beams share it
+        self.cross = [(self._heads(F.linear(xa, *b["ck"])), self._heads(F.linear(xa, *b["cv"]))) for b in self.w.blocks]
+
+    def _heads(self, x):
+        return x.view(*x.shape[:2], self.n_head, -1).transpose(1, 2)  # (n, T, D) -> (n, H, T, D/H)
+
+    @staticmethod
+    def _ln(x, params):
+        import torch.nn.functional as F
+
+        return F.layer_norm(x.float(), (x.shape[-1],), *params).to(x.dtype)
+
+    def logits(self, tokens, audio_features):
+        import torch.nn.functional as F
+
+        if self.k is None:
+            self._allocate(audio_features)
+        if tokens.shape[-1] > self.initial_token_length:
+            tokens = tokens[:, -1:]  # only the newest token after the first pass
+        w, start = self.w, self.length
+        rows, n_new = tokens.shape
+        end = start + n_new
+        x = (w.token_embedding[tokens] + w.positional_embedding[start:end]).to(audio_features.dtype)
+        n_audio = rows // self.n_group
+        for i, b in enumerate(w.blocks):
+            h = self._ln(x, b["attn_ln"])
+            self.k[i, :, :, start:end] = self._heads(F.linear(h, *b["k"]))
+            self.v[i, :, :, start:end] = self._heads(F.linear(h, *b["v"]))
+            # the first pass starts at 0 with every query, so the top-left causal mask of SDPA is whisper's
+            a = F.scaled_dot_product_attention(self._heads(F.linear(h, *b["q"])), self.k[i, :, :, :end],
+                                               self.v[i, :, :, :end], is_causal=n_new > 1)
+            x = x + F.linear(a.transpose(1, 2).flatten(2), *b["o"])
+            h = self._ln(x, b["cross_ln"])
+            q = self._heads(F.linear(h, *b["cq"]))  # (rows, H, T, D/H); rows are audio-major
+            head = q.shape[-1]
+            q = q.view(n_audio, self.n_group, self.n_head, n_new, head).transpose(1, 2).reshape(
+                n_audio, self.n_head, self.n_group * n_new, head)
+            ck, cv = self.cross[i]
+            a = F.scaled_dot_product_attention(q, ck, cv)
+            a = a.view(n_audio, self.n_head, self.n_group, n_new, head).permute(0, 2, 3, 1, 4).reshape(rows, n_new, -1)
+            x = x + F.linear(a, *b["co"])
+            h = self._ln(x, b["mlp_ln"])
+            x = x + F.linear(F.gelu(F.linear(h, *b["fc1"])), *b["fc2"])
+        self.length = end
+        x = self._ln(x, w.ln)
+        return (x @ w.token_embedding_t).float()
+
+    def rearrange_kv_cache(self, source_indices) -> None:
+        """Rows take the cache of the rows they continue (``source_indices``: a device tensor or a list)."""
+        import torch
+
+        if not torch.is_tensor(source_indices):
+            source_indices = torch.tensor(source_indices, device=self.k.device)
+        end = self.length
+        self.k[:, :, :, :end] = self.k[:, :, :, :end].index_select(1, source_indices)
+        self.v[:, :, :, :end] = self.v[:, :, :, :end].index_select(1, source_indices)
+
+    def cleanup_caching(self) -> None:
+        self.k = self.v = self.cross = None
+        self.length = 0
+
+
+def vectorized_beam_search(base):
+    """whisper's ``BeamSearchDecoder`` class made to update every row with tensor operations on the device.
+
+    Same rules as whisper's ``update``: each audio's ``beam_size * (beam_size + 1)`` candidates are ranked by
+    summed log-probability (ties keep whisper's order: by row, then by rank); those ending in EOT that rank above
+    the ``beam_size``-th live one are finished, in rank order, until ``max_candidates`` are; the ``beam_size``
+    best others continue. In the first step every beam holds the same prefix, so only the first beam's
+    candidates count (whisper's dict of sequences merges the copies).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    class VectorizedBeamSearchDecoder(base):
+        def reset(self):
+            super().reset()
+            self._state = None
+
+        def _init_state(self, tokens):
+            n_audio = tokens.shape[0] // self.beam_size
+            dev = tokens.device
+            slots = self.max_candidates + 1  # the last slot takes the writes of candidates not kept
+            self._state = {
+                "n_audio": n_audio, "first": True,
+                "buf": torch.zeros(n_audio * slots, self.inference.model.dims.n_text_ctx + 1, dtype=tokens.dtype, device=dev),
+                "len": torch.zeros(n_audio * slots, dtype=torch.long, device=dev),
+                "score": torch.zeros(n_audio * slots, dtype=torch.float32, device=dev),
+                "count": torch.zeros(n_audio, dtype=torch.long, device=dev),
+            }
+
+        def update(self, tokens, logits, sum_logprobs):
+            if tokens.shape[0] % self.beam_size != 0:
+                raise ValueError(f"{tokens.shape}[0] % {self.beam_size} != 0")
+            if self._state is None:
+                self._init_state(tokens)
+            st, beams, dev = self._state, self.beam_size, tokens.device
+            n_audio, width, length = st["n_audio"], beams + 1, tokens.shape[1]
+            n_cand = beams * width
+            top_logprobs, top_tokens = F.log_softmax(logits.float(), dim=-1).topk(width)
+            scores = (sum_logprobs[:, None] + top_logprobs).view(n_audio, n_cand)
+            valid = torch.ones(n_audio, beams, width, dtype=torch.bool, device=dev)
+            if st["first"]:
+                valid[:, 1:] = False
+                st["first"] = False
+            valid = valid.view(n_audio, n_cand)
+            order = torch.where(valid, scores, -math.inf).sort(dim=1, descending=True, stable=True).indices
+            ranked_scores = scores.gather(1, order)
+            ranked_tokens = top_tokens.view(n_audio, n_cand).gather(1, order)
+            ranked_valid = valid.gather(1, order)
+            source = order // width + torch.arange(n_audio, device=dev)[:, None] * beams  # global row
+            is_eot = ranked_tokens == self.eot
+            live = ranked_valid & ~is_eot
+            live_rank = live.cumsum(1)
+            kept = live & (live_rank <= beams)
+            # candidates ranked above the beams-th live one; whisper stops looking there
+            cutoff = (live & (live_rank == beams)).int().argmax(1, keepdim=True)
+            positions = torch.arange(n_cand, device=dev)[None]
+            finished = ranked_valid & is_eot & (positions < cutoff)
+            accepted = finished & (st["count"][:, None] + finished.cumsum(1) <= self.max_candidates)
+
+            # the beams that continue, in rank order
+            slot = torch.where(kept, live_rank - 1, beams)
+            next_source = torch.zeros(n_audio, beams + 1, dtype=torch.long, device=dev).scatter_(1, slot, source)[:, :beams]
+            next_token = torch.zeros(n_audio, beams + 1, dtype=tokens.dtype, device=dev).scatter_(1, slot, ranked_tokens)[:, :beams]
+            next_score = torch.zeros(n_audio, beams + 1, dtype=sum_logprobs.dtype, device=dev).scatter_(1, slot, ranked_scores)[:, :beams]
+
+            # finished hypotheses into their audio's next free slots (the others into the spare slot)
+            slots = self.max_candidates + 1
+            fin_slot = torch.where(accepted, st["count"][:, None] + accepted.cumsum(1) - 1, self.max_candidates)
+            target = (torch.arange(n_audio, device=dev)[:, None] * slots + fin_slot).flatten()
+            st["buf"][target, :length] = tokens[source.flatten()]
+            st["buf"][target, length] = self.eot
+            st["len"][target] = length + 1
+            st["score"][target] = ranked_scores.flatten()
+            st["count"] += accepted.sum(1)
+
+            next_source = next_source.flatten()
+            sum_logprobs.copy_(next_score.flatten())
+            tokens = torch.cat([tokens[next_source], next_token.flatten()[:, None]], dim=-1)
+            self.inference.rearrange_kv_cache(next_source)
+            completed = bool((st["count"] >= self.max_candidates).all())
+            return tokens, completed
+
+        def finalize(self, preceding_tokens, sum_logprobs):
+            st = self._state
+            slots = self.max_candidates + 1
+            self.finished_sequences = []
+            if st is not None:
+                buf, lens, scores, counts = (st[k].tolist() for k in ("buf", "len", "score", "count"))
+                for a, count in enumerate(counts):
+                    rows = range(a * slots, a * slots + count)
+                    self.finished_sequences.append({tuple(buf[r][: lens[r]]): scores[r] for r in rows})
+            else:  # never stepped
+                self.finished_sequences = [{} for _ in range(preceding_tokens.shape[0])]
+            return super().finalize(preceding_tokens, sum_logprobs)
+
+    return VectorizedBeamSearchDecoder
