@@ -40,7 +40,7 @@ import numpy as np
 from steps import layout
 from steps.audio import SAMPLE_RATE, AudioError, stream_audio
 from steps.batch_decoder import BatchDecoder, batch_decode
-from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.markers import MARKER_FIELDS, input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, Status
 from steps.store import ObjectError, Store, StoreError
 from steps.vad import Chunk, plan_chunks, regions
@@ -90,6 +90,7 @@ class _FileState:
     t0: float
     marker_key: str = ""
     samples: int = 0
+    sound_s: float | None = None  # seconds the segmenter kept (None: VAD off)
     total: int | None = None  # chunks, once the reader has seen the whole file
     parts: dict[int, tuple[float, dict]] = field(default_factory=dict)
     error: str | None = None
@@ -309,6 +310,7 @@ class BatchedEngine:
                 marker = read_marker(output_store, state.marker_key, proof="result")
                 if marker is not None:
                     res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
+                    res.sound_s = marker.get("sound_s")
                     res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, o.output_formats), keep_identical=True)
                     res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem, o.output_formats), True
                     res.seconds = time.perf_counter() - state.t0
@@ -320,12 +322,14 @@ class BatchedEngine:
                 in_flight[cache_key] = key
                 events.put(("start", key, state))
                 started = True
+                state.sound_s = 0.0 if o.vad else None
                 blocks = stream_audio(str(path), max_seconds=o.max_audio_hours * 3600)
                 for offset_s, audio in windows(blocks, o.window_s):
                     samples += audio.size
                     if o.vad:
                         spans = regions(audio, o.vad_method, threshold_dbfs=o.vad_threshold_dbfs, frame_s=o.vad_frame_s,
                                         min_gap_s=o.vad_min_gap_s, pad_s=o.vad_pad_s, min_speech_s=o.vad_min_speech_s)
+                        state.sound_s += sum(end - start for start, end in spans)
                     else:
                         spans = [(0.0, (audio.size // 160) * 160 / SAMPLE_RATE)]
                     base = int(round(offset_s * SAMPLE_RATE))
@@ -374,10 +378,11 @@ class BatchedEngine:
             res.duration_s = s.samples / SAMPLE_RATE
             res.language = result.get("language")
             res.speech_s = sum(seg["end"] - seg["start"] for seg in result["segments"])
+            res.sound_s = s.sound_s
             try:
                 res.digests = write_outputs(output_store, render_outputs(result, s.f.stem, self.t.options.output_formats))
                 res.status, res.outputs = Status.SUCCEEDED, layout.transcripts(s.f.stem, self.t.options.output_formats)
-                marker = {k: getattr(res, k) for k in ("input", "sha256", "duration_s", "speech_s", "language")}
+                marker = {k: getattr(res, k) for k in MARKER_FIELDS}
                 marker.update(model=self.t.model_spec, model_id=self.t.model_id, digests=res.digests, result=result)
                 write_marker(output_store, s.marker_key, marker)
                 s.result = result
@@ -395,6 +400,7 @@ class BatchedEngine:
                 res.bad_input = s.res.bad_input
             else:
                 res.duration_s, res.speech_s, res.language = s.res.duration_s, s.res.speech_s, s.res.language
+                res.sound_s = s.res.sound_s
                 formats = self.t.options.output_formats
                 res.digests = write_outputs(output_store, render_outputs(s.result, f.stem, formats), keep_identical=True)
                 res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem, formats), True

@@ -16,6 +16,8 @@ This module runs inside pods: it must not import hera.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ _ENGLISH_VOCAB = 51864
 NOT_ENGLISH_LOGPROB = -1.5
 #: A segment compressing better than this is the model repeating itself (whisper's own threshold).
 LOOP_COMPRESSION = 2.4
+#: A segment whose text is the text of this many segments is part of a loop too.
+REPEATED_SEGMENT = 3
 
 
 def parse_language(value: str | None) -> str | None:
@@ -114,16 +118,35 @@ def for_model(language: str | None, task: str, english: bool, model: str) -> tup
     return language, []
 
 
-def speech_warnings(result: dict[str, Any], english: bool, model: str) -> list[str]:
-    """A warning when an English-only model did not understand most of the speech (likely another language):
-    most of the spoken time is in segments whisper's own checks would reject (a log-probability below
-    :data:`NOT_ENGLISH_LOGPROB`, or a compression ratio above :data:`LOOP_COMPRESSION`: the model looping)."""
+#: An empty transcript of at least this many seconds of segmented sound is not "no speech" but speech (or music,
+#: noise) the model heard no words in: tiny.en drops a whole spoken German meeting so (bench/README.md).
+UNHEARD_MIN_S = 5.0
+
+
+def speech_warnings(result: dict[str, Any], english: bool, model: str, sound_s: float | None = None) -> list[str]:
+    """A warning when the model did not understand the sound it was given: an English-only model that did not
+    make sense of most of the speech (likely another language: most of the spoken time is in segments whisper's
+    own checks would reject, a log-probability below :data:`NOT_ENGLISH_LOGPROB` or a compression ratio above
+    :data:`LOOP_COMPRESSION`, or in segments saying what :data:`REPEATED_SEGMENT` segments say: the model
+    looping), or any model that made no words at all of ``sound_s`` seconds
+    of sound its segmenter kept (at least :data:`UNHEARD_MIN_S`)."""
     segments = result.get("segments") or []
-    if not english or not segments or "avg_logprob" not in segments[0]:
+    if not segments:
+        if sound_s is None or sound_s < UNHEARD_MIN_S:
+            return []  # silence, or a click: "no speech" is the truth
+        hint = (f"{model} is English-only (other languages are dropped or come out as noise); if this is speech in "
+                "another language use a multilingual model (e.g. small) with --language auto" if english else
+                "it may be music or noise, or speech the model cannot transcribe")
+        return [f"the model heard no words in {sound_s:.0f} s of sound: {hint}"]
+    if not english or "avg_logprob" not in segments[0]:
         return []
+    # a loop can also be spread over segments, each compressing normally ("I am Secretary-signal L'Yaughan." as
+    # every segment of the German meeting, once, through the ct2 engine)
+    said = Counter(" ".join(s["text"].lower().split()) for s in segments)
     spoken = sum(max(s["end"] - s["start"], 0.0) for s in segments)
     lost = sum(max(s["end"] - s["start"], 0.0) for s in segments
-               if s["avg_logprob"] < NOT_ENGLISH_LOGPROB or s.get("compression_ratio", 0.0) > LOOP_COMPRESSION)
+               if s["avg_logprob"] < NOT_ENGLISH_LOGPROB or s.get("compression_ratio", 0.0) > LOOP_COMPRESSION
+               or said[" ".join(s["text"].lower().split())] >= REPEATED_SEGMENT)
     if spoken <= 0 or lost < 0.5 * spoken:
         return []
     return [f"the speech may not be English: {model} is English-only and did not make sense of "

@@ -84,6 +84,10 @@ def read_marker(store: Store, key: str, proof: str) -> dict[str, Any] | None:
     return marker if proof in marker else None
 
 
+#: The ``FileResult`` fields a transcript marker carries: every engine writes them, a cache hit restores them.
+MARKER_FIELDS = ("input", "sha256", "duration_s", "speech_s", "sound_s", "language")
+
+
 def write_marker(store: Store, key: str, marker: dict[str, Any]) -> None:
     """Write a marker: only after every output it names is written, so a marker always means done."""
     store.write_text(key, json.dumps(marker), _JSON)

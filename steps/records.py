@@ -97,6 +97,9 @@ class FileResult:
     sha256: str | None = None
     duration_s: float | None = None
     speech_s: float | None = None
+    # Seconds of the recording its speech segmenter handed to the model (None: not segmented, or an older
+    # marker). With an empty transcript it tells "silence" from "sound the model heard no words in".
+    sound_s: float | None = None
     language: str | None = None
     seconds: float | None = None  # wall time spent decoding + transcribing
     rtf: float | None = None  # seconds / duration_s

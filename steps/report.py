@@ -65,7 +65,7 @@ def _entry(f: PlannedFile, t: FileResult | None, s: SummaryRecord | None, overwr
         size_bytes=f.size,
         language=t.language if t else None,
         transcribe=None if t is None else {"seconds": t.seconds, "rtf": t.rtf, "cached": t.cached,
-                                           "speech_s": t.speech_s, "sha256": t.sha256, "bad_input": t.bad_input},
+                                           "speech_s": t.speech_s, "sound_s": t.sound_s, "sha256": t.sha256, "bad_input": t.bad_input},
         summary=None if s is None else {"cached": s.cached, **(s.metrics or {})},
         bad_input=bool(t and t.bad_input),
         warnings=warnings,

@@ -28,7 +28,7 @@ from steps.batched import BatchedEngine
 from steps.defaults import (BEAM_SIZE, ENGINE, ENGINE_CPU, ENGINE_GPU, SILERO_THRESHOLD, TEMPERATURE,
                             TEMPERATURE_INCREMENT_ON_FALLBACK, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S, VAD_THRESHOLD_DBFS)
 from steps.events import emit
-from steps.markers import input_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.markers import MARKER_FIELDS, input_sha256, read_marker, transcript_key, write_marker, write_outputs
 from steps.records import FileResult, PlannedFile, ShardResult, Status
 from steps.runstate import read_plan, write_shard_result
 from steps.store import ObjectError, Store, StoreError, open_store
@@ -112,6 +112,8 @@ class Transcriber:
         self._model = None
         self._english: bool | None = None
         self.load_seconds: float | None = None
+        # Seconds of sound the segmenter handed to the model in the last transcribe_blocks call (None: VAD off).
+        self.sound_s: float | None = None
         # What was asked may not be what an English-only model can do: the options used (and keyed) are what it
         # does, and ``warnings`` (carried by every file's result) says what was not honoured.
         self.warnings: list[str] = []
@@ -128,19 +130,20 @@ class Transcriber:
             self._english = decode_options.english_only(self.model_spec, self.checkpoint)
         return self._english
 
-    def file_warnings(self, result: dict[str, Any]) -> list[str]:
-        """The run's warnings, and those about this transcript (speech an English-only model did not understand)."""
-        return [*self.warnings, *self._speech_warnings(result)]
+    def file_warnings(self, result: dict[str, Any], sound_s: float | None = None) -> list[str]:
+        """The run's warnings, and those about this transcript (speech an English-only model did not understand,
+        ``sound_s`` seconds of sound it made no words of)."""
+        return [*self.warnings, *self._speech_warnings(result, sound_s)]
 
-    def _speech_warnings(self, result: dict[str, Any]) -> list[str]:
-        if not result.get("segments"):  # nothing heard: nothing to judge (and no need to inspect the model)
-            return []
-        return decode_options.speech_warnings(result, self.english, self.model_spec)
+    def _speech_warnings(self, result: dict[str, Any], sound_s: float | None) -> list[str]:
+        if not result.get("segments") and (sound_s or 0.0) < decode_options.UNHEARD_MIN_S:
+            return []  # silence: nothing to judge (and no need to inspect the model)
+        return decode_options.speech_warnings(result, self.english, self.model_spec, sound_s)
 
     def judge(self, res: FileResult, result: dict[str, Any]) -> None:
         """Set ``res.warnings`` and ``res.unreliable`` (the warning that the transcript is not speech the model
-        understood, read by the summarize step) from a finished or cached transcript."""
-        speech = self._speech_warnings(result)
+        understood, read by the summarize step) from a finished or cached transcript and ``res.sound_s``."""
+        speech = self._speech_warnings(result, res.sound_s)
         res.warnings = [*self.warnings, *speech]
         res.unreliable = speech[0] if speech else None
 
@@ -170,6 +173,7 @@ class Transcriber:
         ``on_window(done_s)`` is called after each window with the seconds of audio done."""
         parts = []
         language = self.options.language
+        self.sound_s = 0.0 if self.options.vad else None
         for offset_s, audio in windows(blocks, self.options.window_s):
             result = self.transcribe_window(audio, language)
             if result["segments"]:
@@ -208,6 +212,7 @@ class Transcriber:
 
                 regions = vad_regions(audio, o.vad_method, threshold_dbfs=o.vad_threshold_dbfs, frame_s=o.vad_frame_s,
                                       min_gap_s=o.vad_min_gap_s, pad_s=o.vad_pad_s, min_speech_s=o.vad_min_speech_s)
+            self.sound_s = (self.sound_s or 0.0) + sum(end - start for start, end in regions)
             if not regions:
                 return {"text": "", "segments": [], "language": language}
             kwargs["clip_timestamps"] = [t for span in regions for t in span]
@@ -282,6 +287,7 @@ def transcribe_file(
             marker = read_marker(output_store, marker_key, proof="result")
             if marker is not None:
                 res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
+                res.sound_s = marker.get("sound_s")
                 res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, formats),
                                             keep_identical=True)
                 res.status, res.outputs, res.cached = Status.SUCCEEDED, expected, True
@@ -304,12 +310,13 @@ def transcribe_file(
         res.duration_s = samples[0] / SAMPLE_RATE
         res.language = result.get("language")
         res.speech_s = sum(s["end"] - s["start"] for s in result.get("segments", []))
+        res.sound_s = transcriber.sound_s
         transcriber.judge(res, result)
         res.digests = write_outputs(output_store, render_outputs(result, f.stem, formats))
         res.seconds = time.perf_counter() - t0
         res.rtf = res.seconds / res.duration_s if res.duration_s else None
         res.status, res.outputs = Status.SUCCEEDED, expected
-        marker = {k: getattr(res, k) for k in ("input", "sha256", "duration_s", "speech_s", "language")}
+        marker = {k: getattr(res, k) for k in MARKER_FIELDS}
         marker.update(model=transcriber.model_spec, model_id=transcriber.model_id, digests=res.digests, result=result)
         write_marker(output_store, marker_key, marker)
     except AudioError as e:

@@ -107,3 +107,28 @@ def test_german_recording_on_an_english_only_model_is_not_summarized_as_if_under
     assert doc["problems"] == [f"transcript: {judged.unreliable}"]
     assert md.startswith("# Summary not available (low confidence)") and "may not be English" in md
     assert "make it possible" not in md.lower()  # nothing of the noise is presented
+
+
+def test_german_recording_through_the_shard_with_default_options_is_flagged_and_its_flag_survives_the_cache(
+        tmp_path: Path) -> None:
+    """With kubescribe's default decoding (beam 5, temperature fallback) the sequential engine hears nothing at all
+    in the German meeting. That may not pass for "no speech": the shard's record says how much sound the segmenter
+    kept, the file is marked unreliable, and a re-run served from the cache says the same. (The sequential engine
+    decodes one window at a time and is deterministic; the batched engine's tokens can change with what else is
+    in the batch, and it once gave a few English-sounding segments here instead.)"""
+    from steps.plan import make_plan
+    from steps.transcribe import run_shard
+
+    src = LocalStore(tmp_path / "in")
+    src.write_bytes("german.ogg", (RECORDINGS / "german-meeting.ogg").read_bytes())
+    out = LocalStore(tmp_path / "out")
+    plan = make_plan(src, out.url, "r1")
+    write_plan(plan, out)
+    runs = [run_shard(out.url, "r1", 0, "tiny.en", TranscribeOptions(engine="sequential"), device="cpu", threads=1)
+            for _ in range(2)]
+    first, cached = (r.files[0] for r in runs)
+    assert first.status == cached.status == "succeeded" and not first.cached and cached.cached
+    assert first.sound_s is not None and first.sound_s > 20 and cached.sound_s == first.sound_s
+    assert first.unreliable is not None and first.unreliable in first.warnings
+    assert cached.unreliable == first.unreliable and out.read_text("transcripts/german.txt").strip() == ""
+    assert first.unreliable.startswith(f"the model heard no words in {first.sound_s:.0f} s of sound")

@@ -271,3 +271,33 @@ def test_duplicate_content_is_decoded_once_per_content(tmp_path):
     assert len(texts) == 1
     _plan(src, out, "r2")
     assert all(r.cached for r in _shards(out, "r2").values())  # and never again on later runs
+
+
+def test_an_empty_transcript_of_much_sound_is_not_silence() -> None:
+    """``speech_warnings``: an empty transcript is "no speech" only when the segmenter kept (almost) nothing."""
+    from steps.decode_options import UNHEARD_MIN_S, speech_warnings
+
+    empty = {"text": "", "segments": [], "language": "en"}
+    assert speech_warnings(empty, True, "tiny.en", None) == []  # not segmented: nothing to say
+    assert speech_warnings(empty, True, "tiny.en", 0.0) == []  # silence
+    assert speech_warnings(empty, True, "tiny.en", UNHEARD_MIN_S - 0.1) == []  # a cough
+    [english] = speech_warnings(empty, True, "tiny.en", 42.4)
+    assert english.startswith("the model heard no words in 42 s of sound: tiny.en is English-only")
+    [other] = speech_warnings(empty, False, "small", 42.4)
+    assert "music or noise" in other and "English-only" not in other
+
+
+def test_a_loop_spread_over_segments_is_not_understood_speech() -> None:
+    """Each segment of a loop can compress normally and decode with a fair log-probability; the same text as most
+    of the segments is still the model repeating itself. Real speech with a repeated "Thank you." is not."""
+    from steps.decode_options import speech_warnings
+
+    def seg(i: int, text: str) -> dict:
+        return {"start": 3.0 * i, "end": 3.0 * i + 3.0, "text": text, "avg_logprob": -0.6, "compression_ratio": 1.1}
+
+    loop = {"segments": [seg(i, " I am Secretary-signal L'Yaughan.") for i in range(8)] + [seg(8, " Good morning.")]}
+    [warning] = speech_warnings(loop, True, "tiny.en")
+    assert warning.startswith("the speech may not be English: tiny.en") and "89%" in warning
+    lines = [" Thank you.", " The budget is approved.", " Thank you.", " Maria sends the numbers.", " Thank you.",
+             " We meet again on Friday.", " The launch moves to May."]
+    assert speech_warnings({"segments": [seg(i, t) for i, t in enumerate(lines)]}, True, "tiny.en") == []
