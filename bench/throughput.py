@@ -11,6 +11,7 @@ Methods (each on the same files, one after another in this process unless noted)
   batched      kubescribe defaults, --engine batched (chunks of all files decoded together)
   batched-nowt the batched engine without word timestamps: what word timestamps cost
   batched-beam1 the batched engine with greedy decoding (--beam-size 1), all else kubescribe's defaults
+  batched-noloopstop the batched engine decoding a looping row to whisper's 224-token limit (as before)
   ct2          kubescribe defaults, --engine ct2 (file by file through faster-whisper; int8 on CPU, float16 on CUDA)
   greedy       plain openai-whisper `model.transcribe` with its defaults and greedy decoding, file after file
   per-file     (--per-file) one `kubescribe-step transcribe` process per file (the paper's Job per recording)
@@ -296,6 +297,14 @@ def run_method(method: str, src: Path, out: Path, a) -> tuple[float, list[float]
         return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, beam=1)
     if method == "batched-nowt":
         return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
+    if method == "batched-noloopstop":  # what stopping looping rows early saves: the rule switched off
+        from steps import static_decode
+
+        span, static_decode.LOOP_SPAN = static_decode.LOOP_SPAN, 1 << 30
+        try:
+            return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch)
+        finally:
+            static_decode.LOOP_SPAN = span
     return run_kubescribe(src, out, method, a.device, a.threads, a.batch)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from steps.static_decode import StaticKVInference, vectorized_beam_search
+from steps.static_decode import StaticKVInference, loop_periods, stopping_greedy, vectorized_beam_search
 
 __all__ = ["BatchDecoder", "batch_decode"]
 
@@ -40,7 +40,8 @@ def _batch_task():
       here for all rows at once on the device, and the decoder runs over a preallocated KV cache
       (``steps.static_decode``); ``tests/test_batched.py`` checks the tokens against whisper's own classes.
     """
-    from whisper.decoding import ApplyTimestampRules, BeamSearchDecoder, DecodingTask, SuppressTokens
+    from whisper.decoding import ApplyTimestampRules, BeamSearchDecoder, DecodingTask, GreedyDecoder, SuppressTokens
+    from whisper.utils import compression_ratio
 
     class BatchDecodingTask(DecodingTask):
         def __init__(self, model, options):
@@ -49,6 +50,9 @@ def _batch_task():
             if isinstance(self.decoder, BeamSearchDecoder):
                 self.decoder = vectorized_beam_search(BeamSearchDecoder)(
                     self.decoder.beam_size, self.decoder.eot, self.inference, self.decoder.patience)
+            else:
+                self.decoder = stopping_greedy(GreedyDecoder)(self.decoder.temperature, self.decoder.eot)
+            self.decoder.loop_rule = (self.sample_begin, self.tokenizer.timestamp_begin)
             self.logit_filters = [_vectorized_timestamp_rules(f) if isinstance(f, ApplyTimestampRules)
                                   else _indexed_suppression(f, model.device) if isinstance(f, SuppressTokens)
                                   else f for f in self.logit_filters]
@@ -59,6 +63,22 @@ def _batch_task():
 
         def _detect_language(self, audio_features, tokens):
             return super()._detect_language(audio_features[:: self.n_group], tokens)
+
+        def run(self, mel):
+            return [self._judged_loop(r) for r in super().run(mel)]
+
+        def _judged_loop(self, result):
+            """A result stopped in a loop gets the compression ratio of that loop run on to the sample length,
+            what whisper would have decoded and then judged (its fallback threshold is on this ratio)."""
+            import torch
+
+            tokens = list(result.tokens or [])
+            period = int(loop_periods(torch.tensor([tokens]), 0, self.tokenizer.timestamp_begin)[0]) if tokens else 0
+            if not period:
+                return result
+            while len(tokens) < self.sample_len:
+                tokens.append(tokens[-period])
+            return replace(result, compression_ratio=compression_ratio(self.tokenizer.decode(tokens).strip()))
 
     return BatchDecodingTask
 

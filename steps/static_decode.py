@@ -12,6 +12,10 @@ ranking are untouched); this module only replaces the two parts that set the pac
 * :func:`vectorized_beam_search` is whisper's ``BeamSearchDecoder`` with ``update`` done as tensor operations over
   every row at once: no Python per candidate, no host transfer per step other than the one "all done?" flag.
   Finished hypotheses are kept in device buffers and handed to whisper's ``finalize`` in whisper's format.
+* A row caught in a repetition loop (:func:`loop_periods`) is stopped instead of being decoded to the 224-token
+  limit while the rest of the batch waits: a beam-searched audio is done when its best beam loops, a sampled or
+  greedy row gets its end-of-text. ``steps.batch_decoder`` then gives the result the compression ratio of the
+  loop run on to that limit, so whisper's temperature fallback rejects it as it would have.
 """
 
 from __future__ import annotations
@@ -21,7 +25,33 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StaticKVInference", "vectorized_beam_search"]
+__all__ = ["LOOP_SPAN", "StaticKVInference", "loop_periods", "stopping_greedy", "vectorized_beam_search"]
+
+#: A decode whose last LOOP_SPAN sampled tokens repeat with a period of at most LOOP_MAX_PERIOD tokens (every
+#: timestamp counted as one kind of token, since a looping segment repeats with new times) is in a repetition loop.
+#: Whisper runs such a row to its 224-token limit and then rejects it on its compression ratio; in a batch every
+#: other row waits for it (bench/README.md: every decode of the KJV corpus on the H200 ran all 224 steps).
+LOOP_SPAN = 48
+LOOP_MAX_PERIOD = 24
+#: Steps between loop checks (each check is a few small operations per period).
+LOOP_CHECK_EVERY = 4
+
+
+def loop_periods(tokens, sample_begin: int, timestamp_begin: int):
+    """For each row of ``tokens`` (``rows, length``; sampling starts at ``sample_begin``), the period of the
+    repetition its tail is caught in, or 0."""
+    import torch
+
+    sampled = tokens[:, sample_begin:]
+    n = sampled.shape[1]
+    period = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    if n <= LOOP_SPAN:
+        return period
+    kinds = sampled.clamp(max=timestamp_begin)
+    tail = kinds[:, n - LOOP_SPAN:]
+    for p in range(min(LOOP_MAX_PERIOD, n - LOOP_SPAN), 0, -1):  # the shortest period is the one reported
+        period = torch.where((tail == kinds[:, n - LOOP_SPAN - p: n - p]).all(dim=1), p, period)
+    return period
 
 
 @dataclass
@@ -174,6 +204,8 @@ def vectorized_beam_search(base):
                 "len": torch.zeros(n_audio * slots, dtype=torch.long, device=dev),
                 "score": torch.zeros(n_audio * slots, dtype=torch.float32, device=dev),
                 "count": torch.zeros(n_audio, dtype=torch.long, device=dev),
+                "looped": torch.zeros(n_audio, dtype=torch.bool, device=dev),
+                "steps": 0,
             }
 
         def update(self, tokens, logits, sum_logprobs):
@@ -226,7 +258,10 @@ def vectorized_beam_search(base):
             sum_logprobs.copy_(next_score.flatten())
             tokens = torch.cat([tokens[next_source], next_token.flatten()[:, None]], dim=-1)
             self.inference.rearrange_kv_cache(next_source)
-            completed = bool((st["count"] >= self.max_candidates).all())
+            st["steps"] += 1
+            if st["steps"] % LOOP_CHECK_EVERY == 0:  # rows are in rank order: every beams-th is an audio's best
+                st["looped"] |= loop_periods(tokens[::beams], *self.loop_rule) > 0
+            completed = bool(((st["count"] >= self.max_candidates) | st["looped"]).all())
             return tokens, completed
 
         def finalize(self, preceding_tokens, sum_logprobs):
@@ -243,3 +278,24 @@ def vectorized_beam_search(base):
             return super().finalize(preceding_tokens, sum_logprobs)
 
     return VectorizedBeamSearchDecoder
+
+
+def stopping_greedy(base):
+    """whisper's ``GreedyDecoder`` class (greedy or sampled rows) with a row caught in a loop ended at once."""
+    import torch
+
+    class LoopStoppingGreedyDecoder(base):
+        def reset(self):
+            super().reset()
+            self._steps = 0
+
+        def update(self, tokens, logits, sum_logprobs):
+            tokens, completed = super().update(tokens, logits, sum_logprobs)
+            self._steps = getattr(self, "_steps", 0) + 1
+            if self._steps % LOOP_CHECK_EVERY == 0:
+                looping = (tokens[:, -1] != self.eot) & (loop_periods(tokens, *self.loop_rule) > 0)
+                tokens[:, -1] = torch.where(looping, self.eot, tokens[:, -1])
+                completed = (tokens[:, -1] == self.eot).all()
+            return tokens, completed
+
+    return LoopStoppingGreedyDecoder

@@ -252,3 +252,60 @@ def test_vectorized_search_gives_whisper_s_own_tokens():
         assert [r.avg_logprob for r in batched] == pytest.approx([r.avg_logprob for r in single], abs=1e-4)
     begin = whisper.tokenizer.get_tokenizer(False).timestamp_begin
     assert not any(t >= begin for r in batched for t in r.tokens)  # the second pass really had no timestamps
+
+
+def test_loop_periods_finds_the_repetition_a_tail_is_caught_in():
+    """The loop rule of steps.static_decode: the last LOOP_SPAN sampled tokens repeat with a short period, every
+    timestamp counting as one kind of token (a looping segment repeats with new times)."""
+    import torch
+
+    from steps.static_decode import LOOP_SPAN, loop_periods
+
+    ts = 50363
+    phrase = [100, 200, 300, 400, 500]
+    looping = list(range(1000, 1030)) + phrase * 12  # 30 real tokens, then a 5-token phrase over and over
+    stamped = sum(([ts + 10 * i, *phrase, ts + 10 * i + 5] for i in range(10)), [])  # between ever new times
+    speech = list(range(2000, 2000 + LOOP_SPAN + 30))
+    width = max(map(len, (looping, stamped, speech)))
+    # left-padded with a two-token prompt's worth of filler, so every row's tail ends at the end
+    rows = torch.tensor([[7] * (width + 2 - len(r)) + r for r in (looping, stamped, speech)])
+    assert loop_periods(rows, 2, ts).tolist() == [5, 7, 0]
+    assert loop_periods(torch.tensor([phrase * 9]), 0, ts).tolist() == [0]  # 45 tokens: too short to tell
+
+
+def test_a_decode_caught_in_a_loop_stops_early_and_still_falls_back():
+    """A row forced into a repetition (a logit bias on a 5-token phrase) is stopped soon after LOOP_SPAN tokens
+    instead of running to the 224-token limit, greedy and with beam search, and its result carries the compression
+    ratio of the loop run on to that limit: above whisper's 2.4, so transcribe's fallback still rejects it. A
+    chunk decoded beside it in the same batch keeps its own tokens."""
+    import torch
+    import whisper
+
+    from steps.batch_decoder import _batch_task
+    from steps.models import load_model
+    from steps.static_decode import LOOP_CHECK_EVERY, LOOP_MAX_PERIOD, LOOP_SPAN
+
+    model = load_model("tiny.en", device="cpu")
+    tokenizer = whisper.tokenizer.get_tokenizer(False)
+    phrase = tokenizer.encode(" and the king said unto")
+    audio = [load_audio(str(SAMPLES / "jfk.flac")), load_audio(str(FIXTURES / "speech" / "weather.wav"))]
+    mels = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(a), model.dims.n_mels) for a in audio])
+
+    class Repeat:  # pushes the first chunk's rows through the phrase, again and again
+        def __init__(self, task, rows):
+            self.task, self.rows = task, rows
+
+        def apply(self, logits, tokens):
+            step = tokens.shape[1] - self.task.sample_begin
+            logits[: self.rows, phrase[step % len(phrase)]] += 50.0
+
+    for options in (whisper.DecodingOptions(language="en", fp16=False, without_timestamps=True),
+                    whisper.DecodingOptions(language="en", fp16=False, beam_size=5, without_timestamps=True)):
+        plain = _batch_task()(model, options).run(mels[1:])
+        task = _batch_task()(model, options)
+        task.logit_filters.append(Repeat(task, task.n_group))
+        looped, other = task.run(mels)
+        assert LOOP_SPAN < len(looped.tokens) <= LOOP_SPAN + LOOP_MAX_PERIOD + LOOP_CHECK_EVERY
+        assert looped.tokens[-len(phrase):] == phrase or set(looped.tokens[-len(phrase):]) <= set(phrase)
+        assert looped.compression_ratio > 2.4
+        assert other.tokens == plain[0].tokens and other.compression_ratio == plain[0].compression_ratio
