@@ -40,7 +40,8 @@ import numpy as np
 from steps import layout
 from steps.audio import SAMPLE_RATE, AudioError, stream_audio
 from steps.batch_decoder import BatchDecoder, batch_decode
-from steps.markers import MARKER_FIELDS, input_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.markers import (MARKER_FIELDS, input_sha256, read_marker, restore_fields, transcript_key, write_marker,
+                           write_outputs)
 from steps.records import FileResult, PlannedFile, Status
 from steps.store import ObjectError, Store, StoreError
 from steps.vad import Chunk, plan_chunks, regions
@@ -309,8 +310,7 @@ class BatchedEngine:
                 state.marker_key = layout.transcript_marker(cache_key)
                 marker = read_marker(output_store, state.marker_key, proof="result")
                 if marker is not None:
-                    res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
-                    res.sound_s = marker.get("sound_s")
+                    restore_fields(res, marker)
                     res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, o.output_formats), keep_identical=True)
                     res.status, res.outputs, res.cached = Status.SUCCEEDED, layout.transcripts(f.stem, o.output_formats), True
                     res.seconds = time.perf_counter() - state.t0

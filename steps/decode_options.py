@@ -17,7 +17,6 @@ This module runs inside pods: it must not import hera.
 from __future__ import annotations
 
 from collections import Counter
-
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +141,12 @@ def speech_warnings(result: dict[str, Any], english: bool, model: str, sound_s: 
         return []
     # a loop can also be spread over segments, each compressing normally ("I am Secretary-signal L'Yaughan." as
     # every segment of the German meeting, once, through the ct2 engine)
-    said = Counter(" ".join(s["text"].lower().split()) for s in segments)
+    texts = [" ".join(s["text"].lower().split()) for s in segments]
+    said = Counter(texts)
     spoken = sum(max(s["end"] - s["start"], 0.0) for s in segments)
-    lost = sum(max(s["end"] - s["start"], 0.0) for s in segments
+    lost = sum(max(s["end"] - s["start"], 0.0) for s, text in zip(segments, texts)
                if s["avg_logprob"] < NOT_ENGLISH_LOGPROB or s.get("compression_ratio", 0.0) > LOOP_COMPRESSION
-               or said[" ".join(s["text"].lower().split())] >= REPEATED_SEGMENT)
+               or said[text] >= REPEATED_SEGMENT)
     if spoken <= 0 or lost < 0.5 * spoken:
         return []
     return [f"the speech may not be English: {model} is English-only and did not make sense of "

@@ -88,6 +88,13 @@ def read_marker(store: Store, key: str, proof: str) -> dict[str, Any] | None:
 MARKER_FIELDS = ("input", "sha256", "duration_s", "speech_s", "sound_s", "language")
 
 
+def restore_fields(res: Any, marker: Mapping[str, Any]) -> None:
+    """Set a ``FileResult``'s marker fields beyond its identity (input, sha256) from a transcript marker on a cache
+    hit; markers written before ``sound_s`` existed have none."""
+    res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
+    res.sound_s = marker.get("sound_s")
+
+
 def write_marker(store: Store, key: str, marker: dict[str, Any]) -> None:
     """Write a marker: only after every output it names is written, so a marker always means done."""
     store.write_text(key, json.dumps(marker), _JSON)

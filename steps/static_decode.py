@@ -199,7 +199,7 @@ def vectorized_beam_search(base):
             dev = tokens.device
             slots = self.max_candidates + 1  # the last slot takes the writes of candidates not kept
             self._state = {
-                "n_audio": n_audio, "first": True,
+                "n_audio": n_audio,
                 "buf": torch.zeros(n_audio * slots, self.inference.model.dims.n_text_ctx + 1, dtype=tokens.dtype, device=dev),
                 "len": torch.zeros(n_audio * slots, dtype=torch.long, device=dev),
                 "score": torch.zeros(n_audio * slots, dtype=torch.float32, device=dev),
@@ -219,9 +219,8 @@ def vectorized_beam_search(base):
             top_logprobs, top_tokens = F.log_softmax(logits.float(), dim=-1).topk(width)
             scores = (sum_logprobs[:, None] + top_logprobs).view(n_audio, n_cand)
             valid = torch.ones(n_audio, beams, width, dtype=torch.bool, device=dev)
-            if st["first"]:
+            if st["steps"] == 0:
                 valid[:, 1:] = False
-                st["first"] = False
             valid = valid.view(n_audio, n_cand)
             order = torch.where(valid, scores, -math.inf).sort(dim=1, descending=True, stable=True).indices
             ranked_scores = scores.gather(1, order)
@@ -291,7 +290,7 @@ def stopping_greedy(base):
 
         def update(self, tokens, logits, sum_logprobs):
             tokens, completed = super().update(tokens, logits, sum_logprobs)
-            self._steps = getattr(self, "_steps", 0) + 1
+            self._steps += 1
             if self._steps % LOOP_CHECK_EVERY == 0:
                 looping = (tokens[:, -1] != self.eot) & (loop_periods(tokens, *self.loop_rule) > 0)
                 tokens[:, -1] = torch.where(looping, self.eot, tokens[:, -1])

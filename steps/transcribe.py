@@ -28,7 +28,8 @@ from steps.batched import BatchedEngine
 from steps.defaults import (BEAM_SIZE, ENGINE, ENGINE_CPU, ENGINE_GPU, SILERO_THRESHOLD, TEMPERATURE,
                             TEMPERATURE_INCREMENT_ON_FALLBACK, VAD_FRAME_S, VAD_METHOD, VAD_MIN_GAP_S, VAD_MIN_SPEECH_S, VAD_PAD_S, VAD_THRESHOLD_DBFS)
 from steps.events import emit
-from steps.markers import MARKER_FIELDS, input_sha256, read_marker, transcript_key, write_marker, write_outputs
+from steps.markers import (MARKER_FIELDS, input_sha256, read_marker, restore_fields, transcript_key, write_marker,
+                           write_outputs)
 from steps.records import FileResult, PlannedFile, ShardResult, Status
 from steps.runstate import read_plan, write_shard_result
 from steps.store import ObjectError, Store, StoreError, open_store
@@ -130,14 +131,13 @@ class Transcriber:
             self._english = decode_options.english_only(self.model_spec, self.checkpoint)
         return self._english
 
-    def file_warnings(self, result: dict[str, Any], sound_s: float | None = None) -> list[str]:
-        """The run's warnings, and those about this transcript (speech an English-only model did not understand,
-        ``sound_s`` seconds of sound it made no words of)."""
-        return [*self.warnings, *self._speech_warnings(result, sound_s)]
+    def file_warnings(self, result: dict[str, Any]) -> list[str]:
+        """The run's warnings, and those about this transcript (speech an English-only model did not understand)."""
+        return [*self.warnings, *self._speech_warnings(result, None)]
 
     def _speech_warnings(self, result: dict[str, Any], sound_s: float | None) -> list[str]:
-        if not result.get("segments") and (sound_s or 0.0) < decode_options.UNHEARD_MIN_S:
-            return []  # silence: nothing to judge (and no need to inspect the model)
+        if not result.get("segments") and not sound_s:
+            return []  # nothing heard in silence: nothing to judge (and no need to inspect the model)
         return decode_options.speech_warnings(result, self.english, self.model_spec, sound_s)
 
     def judge(self, res: FileResult, result: dict[str, Any]) -> None:
@@ -286,8 +286,7 @@ def transcribe_file(
             marker_key = layout.transcript_marker(key)
             marker = read_marker(output_store, marker_key, proof="result")
             if marker is not None:
-                res.duration_s, res.speech_s, res.language = marker["duration_s"], marker["speech_s"], marker["language"]
-                res.sound_s = marker.get("sound_s")
+                restore_fields(res, marker)
                 res.digests = write_outputs(output_store, render_outputs(marker["result"], f.stem, formats),
                                             keep_identical=True)
                 res.status, res.outputs, res.cached = Status.SUCCEEDED, expected, True
