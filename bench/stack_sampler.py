@@ -1,7 +1,7 @@
 """A sampling profiler for the benchmarks: where each kind of thread spends its time, without extra packages.
 
 Every ``interval`` seconds it reads every thread's Python stack (``sys._current_frames``) and counts, per thread
-group (the thread's name without its number: ``chunk-worker``, ``batch-decoder``, ``MainThread``...), the
+group (the thread's name without its number: ``chunk-decoder``, ``chunk-reader``, ``MainThread``...), the
 functions on the stack (inclusive share) and the innermost one (self share). Python only: time inside a C call
 (a CUDA launch, ffmpeg's pipe, a lock) is charged to the Python function that made it, which is what a decode
 loop bound by launches and locks needs to show.

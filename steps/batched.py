@@ -7,19 +7,15 @@ How it works (one process = one pod; the model is loaded and warmed once):
   are read ahead only as far as the bounded queue allows, so memory does not grow with the shard. A file whose
   transcript is already known (marker) is never decoded; a file with the same bytes as one in flight waits for
   it and is written from its result.
-* **Workers** (one per batch slot) each run openai-whisper's own ``model.transcribe`` on one chunk, with the
-  chunk's spans as ``clip_timestamps``: whisper's segmenting, temperature fallback, thresholds, word timestamps
-  and hallucination-silence logic are untouched. Every ``model.decode`` call they make is routed to
-* the **batch decoder**, which waits until every busy worker is waiting on a decode (or a full batch is ready),
-  stacks their log-mels (computed on the model's device) and runs ``whisper.decoding.decode`` once: one batched
-  encoder pass and one beam search over the batch with whisper's KV cache. Requests with different
-  ``DecodingOptions`` (a temperature-fallback retry) form their own batch, so fallback re-decodes only the chunks
-  that failed, together.
+* One **decoder** thread keeps up to a batch of chunks in flight, each running openai-whisper's own transcribe
+  loop (``steps.chunk_transcribe``: its segmenting, temperature fallback, thresholds, word timestamps and
+  hallucination-silence rules, with the chunk's speech spans as ``clip_timestamps``), and makes the model calls
+  of all of them together: one batched encoder pass and one KV-cached search per step (``steps.batch_decoder``),
+  one alignment pass for their word timings (``steps.batch_alignment``). A temperature-fallback retry forms its
+  own batch, so fallback re-decodes only the windows that failed, together. Only this thread touches the model.
 * When a file's last chunk is done, the main thread stitches its chunks on the file's clock, writes
   txt/srt/vtt/json with whisper's writers and then the marker, at once: not at the end of the shard.
 
-Word timestamps (one alignment forward pass per chunk) run in the workers, serialized with decoding because
-whisper's alignment hooks the model's shared attention modules; ``bench/throughput.py`` reports what they cost.
 The batch size comes from free device memory on CUDA (:func:`auto_batch_size`).
 """
 
@@ -27,19 +23,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
+import os
 import queue
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from steps import layout
 from steps.audio import SAMPLE_RATE, AudioError, stream_audio
-from steps.batch_decoder import BatchDecoder, batch_decode
+from steps.batch_alignment import AlignmentRequest, align_batch
+from steps.batch_decoder import decode_with_features
+from steps.chunk_transcribe import ChunkBatcher, ChunkTranscript
 from steps.markers import (MARKER_FIELDS, input_sha256, read_marker, restore_fields, transcript_key, write_marker,
                            write_outputs)
 from steps.records import FileResult, PlannedFile, Status
@@ -52,8 +50,13 @@ log = logging.getLogger("kubescribe.batched")
 
 #: Batch size on the CPU (measured by bench/throughput.py on 2 cores; larger batches gain nothing there).
 CPU_BATCH = 8
-#: Upper bound on CUDA whatever the free memory.
-MAX_GPU_BATCH = 64
+#: Upper bound on CUDA whatever the free memory. A decode step costs about the same for 8 windows as for 128 (the
+#: host launching kernels sets its pace, bench/README.md), so bigger batches are nearly free throughput.
+MAX_GPU_BATCH = 128
+#: Files read at once (ffmpeg decode, hash, segmenter), at most one per core.
+READERS = 4
+#: How long the decoder waits for the readers to fill a batch before decoding a partial one.
+FILL_WAIT_S = 0.5
 
 __all__ = ["BatchedEngine", "auto_batch_size"]
 
@@ -101,122 +104,67 @@ class _FileState:
 
 
 class BatchedEngine:
-    """Runs a shard's files through the batch decoder. ``transcriber`` is a ``steps.transcribe.Transcriber``."""
+    """Runs a shard's files through the chunk batcher. ``transcriber`` is a ``steps.transcribe.Transcriber``."""
 
-    def __init__(self, transcriber, batch_size: int = 0, workers: int = 0):
+    def __init__(self, transcriber, batch_size: int = 0):
         self.t = transcriber
         self.requested_batch = batch_size
-        self.requested_workers = workers
         self.batch_sizes: list[int] = []
         self.decode_seconds: list[float] = []
         self.warmup_s: float | None = None
         self._warm = False
-
-    # --- per chunk, in a worker thread --------------------------------------------------------------------------
-
-    def _decode_kwargs(self, clips) -> dict[str, Any]:
-        o = self.t.options
-        kwargs: dict[str, Any] = {
-            "language": o.language or (None if getattr(self.t.model, "is_multilingual", True) else "en"),
-            "task": o.task, "temperature": o.temperature,
-            "condition_on_previous_text": o.condition_on_previous_text,
-            "compression_ratio_threshold": o.compression_ratio_threshold, "logprob_threshold": o.logprob_threshold,
-            "no_speech_threshold": o.no_speech_threshold, "word_timestamps": o.word_timestamps,
-            "initial_prompt": o.initial_prompt, "beam_size": o.beam_size, "best_of": o.best_of,
-            "fp16": self.t.device == "cuda", "verbose": None,
-            "clip_timestamps": [t for span in clips for t in span],
-        }
-        if o.word_timestamps and o.hallucination_silence_threshold is not None:
-            kwargs["hallucination_silence_threshold"] = o.hallucination_silence_threshold
-        return kwargs
-
-    def _transcribe_chunk(self, work: _Work, decoder: BatchDecoder, local: threading.local) -> dict[str, Any]:
-        import torch
-
-        model = self.t.model
-        seconds = work.audio.size / SAMPLE_RATE
-        local.calls, local.budget = 0, len(self.t.options.temperature) * (math.ceil(seconds) + 3 * len(work.chunk.clips) + 10)
-        audio = torch.from_numpy(work.audio).to(model.device)  # log-mel is computed where the model is
-        return model.transcribe(audio, **self._decode_kwargs(work.chunk.clips))
+        self._readers_may_run = threading.Event()
 
     # --- the shard ---------------------------------------------------------------------------------------------
 
     def run(self, files: list[PlannedFile], input_store: Store, output_store: Store, on_done, on_start=None,
             on_progress=None) -> None:
         """Transcribe ``files``; ``on_done(FileResult)`` is called (in this thread) as each file completes, and
-        ``on_progress(input, done_s, duration_s)`` (in a worker thread) as each chunk finishes: ``done_s`` is
+        ``on_progress(input, done_s, duration_s)`` (in the decoder thread) as each chunk finishes: ``done_s`` is
         the end of that chunk on the file's clock (chunks finish out of order), ``duration_s`` the plan's."""
-        from whisper import timing
-
         model = self.t.model
         o = self.t.options
         batch = self.requested_batch or auto_batch_size(model, self.t.device, o.beam_size)
-        n_workers = self.requested_workers or batch
-        model_lock = threading.RLock()
-        decoder = BatchDecoder(model, batch, model_lock, self.t.threads)
-        local = threading.local()
+        batcher = ChunkBatcher(model, batch)
+        readers = max(1, min(READERS, os.cpu_count() or 1))
         events: queue.Queue = queue.Queue()
-        work_q: queue.Queue = queue.Queue(maxsize=2 * n_workers)
+        work_q: queue.Queue = queue.Queue(maxsize=2 * batch)
         stop = threading.Event()
+        # Readers and decoder take turns: every op the decoder launches hands the GIL over, and a reader thread
+        # running Python (segmenter, chunking) then holds it for up to the switch interval, which made each decode
+        # several times slower inside the engine than alone (bench/README.md). The readers run while the decoder
+        # waits for a batch, and stop at their next chunk while a batch is on the model.
+        self._readers_may_run.set()
 
-        def guarded_decode(mel, options):
-            if not bool(mel.any()):
-                raise DecodeStalled("whisper was handed an empty chunk (the decode loop would not advance)")
-            local.calls = getattr(local, "calls", 0) + 1
-            if local.calls > getattr(local, "budget", 1 << 30):
-                raise DecodeStalled(f"whisper made {local.calls} decode calls for one chunk without finishing")
-            return decoder.decode(mel, options)
-
-        find_alignment = timing.find_alignment
-
-        def locked_alignment(*args, **kwargs):  # alignment hooks the shared attention modules: one at a time
-            with model_lock:
-                return find_alignment(*args, **kwargs)
-
-        def worker() -> None:
-            if self.t.threads > 0:
-                import torch
-
-                torch.set_num_threads(self.t.threads)
-            while True:
-                work = work_q.get()
-                if work is None:
-                    return
-                decoder.enter()
-                try:
-                    result = self._transcribe_chunk(work, decoder, local)
-                    events.put(("chunk", work.key, work.index, work.chunk.offset_s, result))
-                    if on_progress is not None:
-                        f = files[work.key]
-                        on_progress(f.input, work.chunk.end / SAMPLE_RATE, f.duration_s)
-                except BaseException as e:  # noqa: BLE001 - the file fails, the shard goes on
-                    events.put(("chunk_error", work.key, work.index, e))
-                finally:
-                    decoder.leave()
+        def decoder() -> None:
+            try:
+                self._decode_chunks(files, batcher, batch, work_q, events, stop, on_progress)
+            except BaseException as e:  # noqa: BLE001 - the step fails, in the main thread
+                events.put(("fatal", e))
 
         def reader() -> None:
             in_flight: dict[str, int] = {}  # cache key -> file key of the first file with these bytes
-            try:
-                for key, f in enumerate(files):
-                    if stop.is_set():
-                        return
-                    self._read_file(key, f, input_store, output_store, work_q, events, in_flight, stop)
+            lock = threading.Lock()
+            try:  # files are read (ffmpeg, hash, segmenter) several at a time, so batches fill while the GPU works
+                with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="chunk-reader") as pool:
+                    reads = [pool.submit(self._read_file, key, f, input_store, output_store, work_q, events, in_flight,
+                                         lock, stop) for key, f in enumerate(files)]
+                    for r in reads:
+                        r.result()
             except BaseException as e:  # noqa: BLE001 - a store outage fails the step, in the main thread
                 events.put(("fatal", e))
             finally:
+                _put(work_q, None, stop)  # no more chunks
                 events.put(("reader_done",))
 
-        model.decode = guarded_decode
-        timing.find_alignment = locked_alignment
-        threads = [threading.Thread(target=worker, name=f"chunk-worker-{i}", daemon=True) for i in range(n_workers)]
         states: dict[int, _FileState] = {}
         fatal: BaseException | None = None
+        dec = threading.Thread(target=decoder, name="chunk-decoder", daemon=True)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="FP16 is not supported on CPU")
                 self._warm_up(batch)
-                for th in threads:
-                    th.start()
+                dec.start()
                 rd = threading.Thread(target=reader, name="chunk-reader", daemon=True)
                 rd.start()
                 reader_done = False
@@ -264,17 +212,57 @@ class BatchedEngine:
             with contextlib.suppress(queue.Empty):
                 while True:
                     work_q.get_nowait()
-            for _ in threads:
-                with contextlib.suppress(queue.Full):
-                    work_q.put(None, timeout=5)
-            for th in threads:
-                th.join(timeout=60)
-            decoder.close()
-            self.batch_sizes.extend(decoder.batches)
-            self.decode_seconds.extend(decoder.seconds)
-            timing.find_alignment = find_alignment
-            with contextlib.suppress(AttributeError):
-                del model.decode
+            if dec.is_alive():
+                dec.join(timeout=60)
+            self.batch_sizes.extend(batcher.batches)
+            self.decode_seconds.extend(batcher.seconds)
+
+    def _decode_chunks(self, files, batcher: ChunkBatcher, batch: int, work_q, events, stop, on_progress) -> None:
+        """The decoder thread: keeps up to ``batch`` chunks in flight and steps them with batched model calls."""
+        model = self.t.model
+        if self.t.threads > 0:  # OpenMP's thread count is per thread: set it where the work runs
+            import torch
+
+            torch.set_num_threads(self.t.threads)
+        active: list[tuple[_Work, ChunkTranscript]] = []
+        more = True
+        while not stop.is_set():
+            while more and len(active) < batch:
+                try:  # a partial batch waits a moment for the readers: a step costs the same for more windows
+                    work = work_q.get(timeout=FILL_WAIT_S)
+                except queue.Empty:
+                    if active or stop.is_set():
+                        break
+                    continue
+                if work is None:
+                    more = False
+                    break
+                try:
+                    active.append((work, ChunkTranscript.start(work, work.audio, work.chunk.clips, model,
+                                                               self.t.options, fp16=self.t.device == "cuda")))
+                except Exception as e:  # noqa: BLE001 - that file fails, the shard goes on
+                    events.put(("chunk_error", work.key, work.index, e))
+            if not active:
+                if not more:
+                    return
+                continue
+            self._readers_may_run.clear()
+            try:
+                errors = batcher.step([c for _, c in active])
+            finally:
+                self._readers_may_run.set()
+            keep = []
+            for i, (work, chunk) in enumerate(active):
+                if i in errors:
+                    events.put(("chunk_error", work.key, work.index, errors[i]))
+                elif chunk.done:
+                    events.put(("chunk", work.key, work.index, work.chunk.offset_s, chunk.result()))
+                    if on_progress is not None:
+                        f = files[work.key]
+                        on_progress(f.input, work.chunk.end / SAMPLE_RATE, f.duration_s)
+                else:
+                    keep.append((work, chunk))
+            active = keep
 
     def _warm_up(self, batch: int) -> None:
         """One full-size batch decode of noise: CUDA context, cuBLAS handles and kernels are paid once per pod."""
@@ -284,6 +272,7 @@ class BatchedEngine:
         import torch
         from whisper.audio import log_mel_spectrogram
         from whisper.decoding import DecodingOptions
+        from whisper.tokenizer import get_tokenizer
 
         t0 = time.perf_counter()
         model = self.t.model
@@ -291,12 +280,18 @@ class BatchedEngine:
         mel = log_mel_spectrogram(noise, model.dims.n_mels).unsqueeze(0).repeat(batch, 1, 1)[..., :3000]
         opts = DecodingOptions(language="en" if not model.is_multilingual else None, beam_size=self.t.options.beam_size,
                                fp16=True, sample_len=8, without_timestamps=False)
-        batch_decode(model, mel, opts)
+        _, features = decode_with_features(model, mel, opts)
+        if self.t.options.word_timestamps:  # the alignment pass compiles its own kernels (median filter, DTW)
+            tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=opts.language)
+            text = tokenizer.encode(" Warm up.")
+            align_batch(model, [AlignmentRequest(tokenizer, text, features[0], 3000)])
         torch.cuda.synchronize()
         self.warmup_s = time.perf_counter() - t0
         self._warm = True
 
-    def _read_file(self, key, f, input_store, output_store, work_q, events, in_flight, stop) -> None:
+    def _read_file(self, key, f, input_store, output_store, work_q, events, in_flight, lock, stop) -> None:
+        if stop.is_set():
+            return
         t = self.t
         o = t.options
         res = FileResult(input=f.input, stem=f.stem, status=Status.FAILED, duration_s=f.duration_s)
@@ -316,15 +311,19 @@ class BatchedEngine:
                     res.seconds = time.perf_counter() - state.t0
                     events.put(("done_now", res))
                     return
-                if cache_key in in_flight:  # same bytes as a file of this shard: decoded once, written twice
-                    events.put(("alias", in_flight[cache_key], f, res, state.t0))
+                with lock:  # the first file with these bytes is announced before any file can alias it
+                    first = in_flight.setdefault(cache_key, key)
+                    if first == key:
+                        events.put(("start", key, state))
+                if first != key:  # same bytes as a file of this shard: decoded once, written twice
+                    events.put(("alias", first, f, res, state.t0))
                     return
-                in_flight[cache_key] = key
-                events.put(("start", key, state))
                 started = True
                 state.sound_s = 0.0 if o.vad else None
                 blocks = stream_audio(str(path), max_seconds=o.max_audio_hours * 3600)
                 for offset_s, audio in windows(blocks, o.window_s):
+                    if not self._turn(stop):
+                        return
                     samples += audio.size
                     if o.vad:
                         spans = regions(audio, o.vad_method, threshold_dbfs=o.vad_threshold_dbfs, frame_s=o.vad_frame_s,
@@ -336,12 +335,9 @@ class BatchedEngine:
                     for chunk in plan_chunks(audio, spans):
                         work = _Work(key, index, Chunk(base + chunk.start, base + chunk.end, chunk.clips),
                                      np.ascontiguousarray(audio[chunk.start:chunk.end]))
-                        while not stop.is_set():
-                            try:
-                                work_q.put(work, timeout=0.5)
-                                break
-                            except queue.Full:
-                                continue
+                        if not self._turn(stop):
+                            return
+                        _put(work_q, work, stop)
                         index += 1
         except AudioError as e:
             self._fail(key, state, events, started, f"{f.input}: {e}", bad=True)
@@ -355,6 +351,13 @@ class BatchedEngine:
             self._fail(key, state, events, started, f"{f.input}: transcription failed: {type(e).__name__}: {e}", bad=False)
         if started:
             events.put(("total", key, index, samples))
+
+    def _turn(self, stop: threading.Event) -> bool:
+        """Wait while the decoder has a batch on the model; False when the shard is stopping."""
+        while not self._readers_may_run.wait(timeout=0.5):
+            if stop.is_set():
+                return False
+        return not stop.is_set()
 
     @staticmethod
     def _fail(key, state, events, started, msg, bad) -> None:
@@ -407,6 +410,16 @@ class BatchedEngine:
             res.seconds = time.perf_counter() - t0
             on_done(res)
         s.aliases = []
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    """``q.put(item)`` unless the shard is stopping (the bounded queue is how the reader waits for the decoder)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
 
 
 def _chunk_error(f: PlannedFile, e: BaseException) -> str:

@@ -399,7 +399,7 @@ def _run_batched(transcriber: Transcriber, files: list[PlannedFile], input_store
         emit("transcribe", "file_started", input=f.input, shard=shard, duration_s=f.duration_s)
         save(current=in_flight[0])
 
-    def chunk_done(name: str, end_s: float, duration_s: float | None) -> None:  # worker threads: chunks finish
+    def chunk_done(name: str, end_s: float, duration_s: float | None) -> None:  # decoder thread: chunks finish
         with lock:  # out of order; progress only moves forward
             if end_s <= done_s.get(name, 0.0):
                 return

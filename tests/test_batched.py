@@ -309,3 +309,34 @@ def test_a_decode_caught_in_a_loop_stops_early_and_still_falls_back():
         assert looped.tokens[-len(phrase):] == phrase or set(looped.tokens[-len(phrase):]) <= set(phrase)
         assert looped.compression_ratio > 2.4
         assert other.tokens == plain[0].tokens and other.compression_ratio == plain[0].compression_ratio
+
+
+def test_batched_word_timings_are_whisper_s_own(tiny_model):
+    """steps.batch_alignment times the words of several windows in one decoder pass (rows of different lengths,
+    padded) over the encoder output the decode kept, and gets exactly what whisper's find_alignment gets for each
+    window alone; a window without text gets none."""
+    import whisper
+    from whisper.timing import find_alignment
+
+    from steps.batch_alignment import AlignmentRequest, align_batch
+
+    tokenizer = whisper.tokenizer.get_tokenizer(False)
+    requests, mels = [], []
+    for path in (FIXTURES / "speech" / "weather.wav", FIXTURES / "speech" / "launch.mp3", SAMPLES / "jfk.flac"):
+        audio = load_audio(str(path))
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), tiny_model.dims.n_mels)
+        text = whisper.decode(tiny_model, mel, whisper.DecodingOptions(language="en", fp16=False,
+                                                                         without_timestamps=True)).tokens
+        features = tiny_model.embed_audio(mel[None])[0].detach()
+        requests.append(AlignmentRequest(tokenizer, text, features, min(3000, audio.size // 160)))
+        mels.append(mel)
+    requests.append(AlignmentRequest(tokenizer, [], requests[0].audio_features, 3000))
+    batched = align_batch(tiny_model, requests)
+    assert batched[-1] == []
+    assert len({len(r.text_tokens) for r in requests[:-1]}) == 3  # really padded rows
+    for req, mel, got in zip(requests, mels, batched):
+        own = find_alignment(tiny_model, tokenizer, req.text_tokens, mel, req.num_frames)
+        assert len(got) > 5
+        assert [w.word for w in got] == [w.word for w in own]
+        assert [(w.start, w.end) for w in got] == [(w.start, w.end) for w in own]
+        assert [w.probability for w in got] == pytest.approx([w.probability for w in own], abs=1e-4)

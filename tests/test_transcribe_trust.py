@@ -102,8 +102,9 @@ def test_a_decode_that_stops_advancing_fails_the_file_instead_of_hanging(transcr
 
 
 def test_the_batched_engine_fails_a_stalled_file_alone(tmp_path, monkeypatch):
-    """The batched engine's guard (steps/batched.py ``guarded_decode``), with the rounding bug put back for one
-    file only: its last clip ends one frame past the content. That file fails with the reason; the other is fine."""
+    """The batched engine's guard (``steps.chunk_transcribe.ChunkTranscript.window``), with the rounding bug put
+    back for one file only: its last clip ends one frame past the content. That file fails with the reason; the
+    other is fine."""
     import steps.batched
 
     audio = load_audio(str(SPEECH / "weather.wav"))
