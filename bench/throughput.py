@@ -349,6 +349,10 @@ def main() -> int:
         print(f"corpus: {len(refs)} files, {audio_s / 60:.1f} min, lengths {sorted(round(v) for v in lengths.values())} s",
               flush=True)
         rows, texts = [], {}
+        if a.device == "cuda":  # the process's CUDA context is made once, before any method, not in the first one's time
+            import torch
+
+            (torch.ones(256, 256, device="cuda") @ torch.ones(256, 256, device="cuda")).sum().item()
         for method in [m for m in a.methods.split(",") if m]:
             reset_peak(a.device)
             with StackSampler() if a.profile else contextlib.nullcontext() as sampler:

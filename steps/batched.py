@@ -54,9 +54,11 @@ CPU_BATCH = 8
 #: host launching kernels sets its pace, bench/README.md), so bigger batches are nearly free throughput.
 MAX_GPU_BATCH = 128
 #: Files read at once (ffmpeg decode, hash, segmenter), at most one per core.
-READERS = 4
-#: How long the decoder waits for the readers to fill a batch before decoding a partial one.
-FILL_WAIT_S = 0.5
+READERS = 8
+#: The longest the decoder waits for the readers to fill a batch before decoding a partial one. Readers run while
+#: the decoder waits (they take turns, see ``run``), and a step costs about the same for a full batch as for a few
+#: windows, so waiting for a full batch loses nothing unless the readers stall.
+FILL_WAIT_S = 10.0
 
 __all__ = ["BatchedEngine", "auto_batch_size"]
 
@@ -227,11 +229,15 @@ class BatchedEngine:
         active: list[tuple[_Work, ChunkTranscript]] = []
         more = True
         while not stop.is_set():
+            deadline = time.monotonic() + FILL_WAIT_S
             while more and len(active) < batch:
-                try:  # a partial batch waits a moment for the readers: a step costs the same for more windows
-                    work = work_q.get(timeout=FILL_WAIT_S)
+                wait = deadline - time.monotonic()
+                if active and wait <= 0:
+                    break
+                try:
+                    work = work_q.get(timeout=min(0.5, wait) if active else 0.5)
                 except queue.Empty:
-                    if active or stop.is_set():
+                    if stop.is_set():
                         break
                     continue
                 if work is None:
