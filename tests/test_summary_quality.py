@@ -286,8 +286,10 @@ def test_highlights_are_verbatim_capped_and_never_an_echo(name: str) -> None:
     flat = " ".join(transcript.split())
     quotes = highlights.pick(transcript)
     most, budget = highlights.limits(len(words(transcript)))
-    assert len(quotes) <= most and sum(len(words(q)) for q in quotes) <= budget
-    assert budget <= len(words(transcript)) / 3 + 1  # a third of the transcript at most
+    quoted = sum(len(words(q)) for q in quotes)
+    # a third of the transcript at most, or one sentence of at most half of it
+    assert len(quotes) <= most and (quoted <= budget or len(quotes) == 1 and quoted <= len(words(transcript)) / 2)
+    assert budget <= len(words(transcript)) / 3 + 1
     for q in quotes:
         assert q in flat, q  # word for word
         assert not INSTRUCTION.search(q)  # a prompt injection is never handed on, not even quoted
@@ -301,6 +303,11 @@ def test_highlights_pick_facts_and_skip_ceremony() -> None:
     assert not any(q.startswith(("Okay, let's get started", "Then thank you")) for q in quotes)
     assert not any(q.endswith("?") for q in quotes)
     assert highlights.pick("Alice will ship version 2.1 on Friday.") == []  # too short to quote without echoing it
+    standup = ("Welcome to the Monday stand up. Alice finished the login page and will start on payments. Mom fixed "
+               "the crash in the mobile app. The team agreed to release version 2.1 next Thursday after one more "
+               "round on testing.")  # the demo's, as tiny.en hears it
+    assert highlights.pick(standup) == ["The team agreed to release version 2.1 next Thursday after one more round "
+                                        "on testing."]  # the decision, though it is more than a third of the words
     german = (BENCH / "german-meeting.txt").read_text()
     assert "Wir haben beschlossen, den Start auf den 15. Mai zu verschieben, damit wir genug Zeit für die Tests " \
            "haben." in highlights.split_sentences(german)  # "15. Mai" is a date, not a sentence end
