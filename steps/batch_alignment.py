@@ -2,11 +2,12 @@
 
 Whisper times words by running the model once more over a window's text and reading the cross-attention of its
 alignment heads (``whisper.timing.find_alignment``), one window at a time, encoder included. Here the windows of a
-batch go through one decoder pass over the encoder output their decode already computed: their token rows are padded at the end with end-of-text, which the causal self-attention keeps
-from touching the real positions, and each row's attention is then cut to its own tokens and frames and handed to
-whisper's own steps (the same softmax, normalisation, median filter and DTW, on that row alone). The result is
-whisper's ``WordTiming`` list per window, which ``whisper.timing.add_word_timestamps`` turns into words
-(``steps.chunk_transcribe`` hands it over); ``tests/test_batched.py`` compares it with whisper's own.
+batch go through one decoder pass over the encoder output their decode already computed: their token rows are padded
+at the end with end-of-text, which the causal self-attention keeps from touching the real positions, and each row's
+attention is then cut to its own tokens and frames and handed to whisper's own steps (the same softmax,
+normalisation, median filter and DTW, on that row alone). The result is whisper's ``WordTiming`` list per window,
+which ``whisper.timing.add_word_timestamps`` turns into words (``steps.chunk_transcribe`` hands it over);
+``tests/test_batched.py`` compares it with whisper's own.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class AlignmentRequest:
     num_frames: int
 
 
-def align_batch(model, requests: list[AlignmentRequest], *, medfilt_width: int = 7, qk_scale: float = 1.0) -> list[list]:
+def align_batch(model, requests: list[AlignmentRequest], *, medfilt_width: int = 7,
+                qk_scale: float = 1.0) -> list[list]:
     """``whisper.timing.find_alignment`` for every request, with one decoder pass over all of them."""
     import torch
     from whisper.model import disable_sdpa
@@ -89,4 +91,5 @@ def _row_alignment(req: AlignmentRequest, logits, head_weights, length: int, med
     start_times = jump_times[word_boundaries[:-1]]
     end_times = jump_times[word_boundaries[1:]]
     probabilities = [np.mean(text_token_probs[i:j]) for i, j in zip(word_boundaries[:-1], word_boundaries[1:])]
-    return [WordTiming(w, t, s, e, p) for w, t, s, e, p in zip(words, word_tokens, start_times, end_times, probabilities)]
+    return [WordTiming(w, t, s, e, p)
+            for w, t, s, e, p in zip(words, word_tokens, start_times, end_times, probabilities)]

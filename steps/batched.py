@@ -244,8 +244,8 @@ class BatchedEngine:
                     more = False
                     break
                 try:
-                    active.append((work, ChunkTranscript.start(work, work.audio, work.chunk.clips, model,
-                                                               self.t.options, fp16=self.t.device == "cuda")))
+                    active.append((work, ChunkTranscript.start(work.audio, work.chunk.clips, model, self.t.options,
+                                                               fp16=self.t.device == "cuda")))
                 except Exception as e:  # noqa: BLE001 - that file fails, the shard goes on
                     events.put(("chunk_error", work.key, work.index, e))
             if not active:

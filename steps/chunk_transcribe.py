@@ -20,7 +20,6 @@ segment cutting, word timestamps, ``hallucination_silence_threshold``, blank seg
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 
 from steps.batch_alignment import AlignmentRequest, align_batch
 from steps.batch_decoder import decode_with_features
-from steps.whisper_outputs import DecodeStalled
+from steps.whisper_outputs import EMPTY_CHUNK, DecodeStalled, decode_budget
 
 __all__ = ["ChunkBatcher", "ChunkTranscript"]
 
@@ -55,7 +54,6 @@ class _Pending:
 class ChunkTranscript:
     """Whisper's transcribe loop for one chunk, advanced one window at a time by :class:`ChunkBatcher`."""
 
-    tag: Any  # the caller's name for the chunk
     model: Any
     options: Any  # steps.transcribe.TranscribeOptions (duck-typed: this module does not import the step)
     fp16: bool
@@ -77,16 +75,16 @@ class ChunkTranscript:
     pending: _Pending | None = None
 
     @classmethod
-    def start(cls, tag, audio: np.ndarray, clips: list[tuple[float, float]], model, options, fp16: bool):
+    def start(cls, audio: np.ndarray, clips: list[tuple[float, float]], model, options, fp16: bool):
         """A chunk's loop at its first window (``clips``: its speech spans in seconds, whisper's clip_timestamps)."""
         import torch
-        from whisper.audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, log_mel_spectrogram
+        from whisper.audio import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram
 
-        c = cls(tag=tag, model=model, options=options, fp16=fp16)
+        c = cls(model=model, options=options, fp16=fp16)
         c.mel = log_mel_spectrogram(torch.from_numpy(audio).to(model.device), model.dims.n_mels, padding=N_SAMPLES)
         c.content_frames = c.mel.shape[-1] - N_FRAMES
-        if not bool(c.mel[:, : c.content_frames].any()):
-            raise DecodeStalled("whisper was handed an empty chunk (the decode loop would not advance)")
+        if c.content_frames <= 0:
+            raise DecodeStalled(EMPTY_CHUNK)
         points = [round(t * FRAMES_PER_SECOND) for span in clips for t in span] or [0]
         if len(points) % 2:
             points.append(c.content_frames)
@@ -96,8 +94,8 @@ class ChunkTranscript:
         if options.initial_prompt:
             c.initial_prompt_tokens = c.tokenizer.encode(" " + options.initial_prompt.strip())
         c.all_tokens = list(c.initial_prompt_tokens)
-        # the same guard as the sequential engine's: a loop that does not advance is stopped, not waited on
-        c.budget = len(options.temperature) * (math.ceil(audio.size / 16000) + 3 * len(clips) + 10)
+        # the sequential engine's guard: a loop that does not advance is stopped, not waited on
+        c.budget = decode_budget(len(options.temperature), audio.size / SAMPLE_RATE, len(clips))
         c._next_window()
         return c
 
@@ -128,7 +126,7 @@ class ChunkTranscript:
 
         size = min(N_FRAMES, self.content_frames - self.seek, self.seek_clips[self.clip_idx][1] - self.seek)
         if size <= 0:  # a clip that ends past the audio: whisper would decode padding here, forever
-            raise DecodeStalled("whisper was handed an empty chunk (the decode loop would not advance)")
+            raise DecodeStalled(EMPTY_CHUNK)
         mel = pad_or_trim(self.mel[:, self.seek: self.seek + size], N_FRAMES)
         return mel.to(torch.float16 if self.fp16 else torch.float32), size
 
@@ -225,13 +223,10 @@ class ChunkTranscript:
             text = [t for s in segments for t in s["tokens"] if t < tokenizer.eot]
             self.pending.words = AlignmentRequest(tokenizer, text, audio_features, segment_size)
         else:
-            self._close_window(None)
+            self.finish(None)
 
     def finish(self, alignment: list | None) -> None:
         """The rest of the loop body, with the word timings of the window (``None`` without word timestamps)."""
-        self._close_window(alignment)
-
-    def _close_window(self, alignment: list | None) -> None:
         from whisper.audio import FRAMES_PER_SECOND
         from whisper.utils import get_end
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 import warnings
@@ -33,7 +32,7 @@ from steps.markers import (MARKER_FIELDS, input_sha256, read_marker, restore_fie
 from steps.records import FileResult, PlannedFile, ShardResult, Status
 from steps.runstate import read_plan, write_shard_result
 from steps.store import ObjectError, Store, StoreError, open_store
-from steps.whisper_outputs import DecodeStalled, render_outputs
+from steps.whisper_outputs import EMPTY_CHUNK, DecodeStalled, decode_budget, render_outputs
 from steps.windows import merge_results, windows
 
 log = logging.getLogger("kubescribe.transcribe")
@@ -219,9 +218,7 @@ class Transcriber:
             clips = len(regions)
         if o.engine == "ct2":  # faster-whisper has no decode hook to count: the call-budget guard below is whisper's
             return ct2_engine.transcribe(self.model, audio, kwargs)
-        # Whisper advances by up to 30 s per decode; one decode per second of audio per temperature, plus a few
-        # per clip, is far more than any real decode needs and still a finite bound on a loop that stalls.
-        budget = len(o.temperature) * (math.ceil(audio.size / SAMPLE_RATE) + 3 * clips + 10)
+        budget = decode_budget(len(o.temperature), audio.size / SAMPLE_RATE, clips)
         with warnings.catch_warnings(), _decode_guard(self.model, budget, audio.size / SAMPLE_RATE):
             warnings.filterwarnings("ignore", message="FP16 is not supported on CPU")
             return self.model.transcribe(audio, **kwargs)
@@ -242,7 +239,7 @@ def _decode_guard(model, budget: int, seconds: float):
         nonlocal calls
         calls += 1
         if not bool(mel.any()):
-            raise DecodeStalled("whisper was handed an empty chunk (the decode loop would not advance)")
+            raise DecodeStalled(EMPTY_CHUNK)
         if calls > budget:
             raise DecodeStalled(f"whisper made {calls} decode calls for {seconds:.0f} s of audio without finishing")
         return decode(mel, options)

@@ -1,20 +1,32 @@
 """What both transcription engines (``steps/transcribe.py``, ``steps/batched.py``) share about a whisper result:
-its rendering into output files by whisper's own writers, and the error that replaces a decode that stopped
-advancing. A module below both engines, so neither imports the other.
+its rendering into output files by whisper's own writers, and the error (and its bound) that replaces a decode
+that stopped advancing. A module below both engines, so neither imports the other.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from steps import layout
 
-__all__ = ["DecodeStalled", "render_outputs"]
+__all__ = ["EMPTY_CHUNK", "DecodeStalled", "decode_budget", "render_outputs"]
 
 
 class DecodeStalled(RuntimeError):
     """Whisper's decoding loop stopped advancing through the audio; the file fails instead of hanging."""
+
+
+#: Why a window of no audio stops the file: whisper would decode its padding without ever advancing.
+EMPTY_CHUNK = "whisper was handed an empty chunk (the decode loop would not advance)"
+
+
+def decode_budget(temperatures: int, seconds: float, clips: int) -> int:
+    """How many decodes whisper's loop may make for ``seconds`` of audio in ``clips`` spans before it counts as
+    stalled. Whisper advances by up to 30 s per decode; one decode per second of audio per temperature, plus a
+    few per clip, is far more than any real decode needs and still a finite bound on a loop that stalls."""
+    return temperatures * (math.ceil(seconds) + 3 * clips + 10)
 
 
 def render_outputs(result: dict[str, Any], stem: str, formats: tuple[str, ...] | None = None

@@ -19,8 +19,8 @@ represented). A sentence that mostly repeats one already taken is skipped.
 
 Capped so it is never an echo: at most :data:`~steps.llm.settings.HIGHLIGHTS_MAX` sentences (more for long
 recordings) and at most :data:`~steps.llm.settings.HIGHLIGHTS_MAX_SHARE` of the transcript's words, except that a
-single quote may take up to :data:`SINGLE_SHARE` of them; a transcript too short to quote without restating it
-gets none.
+single quote may take up to :data:`~steps.llm.settings.HIGHLIGHTS_SINGLE_SHARE` of them; a transcript too short to
+quote without restating it gets none.
 
 This module runs inside pods: it must not import hera.
 """
@@ -31,7 +31,8 @@ import re
 
 from steps.llm.checks import ECHO_MIN_TRANSCRIPT_WORDS, STOPWORDS, detect_language, words
 from steps.llm.grounding import INSTRUCTION, MONTHS, WEEKDAYS, names, numbers
-from steps.llm.settings import HIGHLIGHTS_LONG_MAX, HIGHLIGHTS_MAX, HIGHLIGHTS_MAX_SHARE, HIGHLIGHTS_WORDS_PER_EXTRA
+from steps.llm.settings import (HIGHLIGHTS_LONG_MAX, HIGHLIGHTS_MAX, HIGHLIGHTS_MAX_SHARE, HIGHLIGHTS_SINGLE_SHARE,
+                                HIGHLIGHTS_WORDS_PER_EXTRA)
 
 #: Sentences shorter than this say too little to quote ("Yes, twice."); longer ones are run-on ASR text.
 MIN_WORDS = 5
@@ -43,10 +44,6 @@ MIN_SCORE = 2.0
 STRONG_SCORE = 4.0
 #: A sentence sharing this much of its content words with one already quoted repeats it.
 REPEAT_SHARE = 0.6
-#: One sentence alone may be quoted up to this share of a short transcript, past the word budget: one sentence of
-#: several is a quote, not an echo (the stand-up's "The team agreed to release version 2.1 next Thursday..." is 15
-#: of its 40 words, and the budget of a third left only a lesser sentence).
-SINGLE_SHARE = 0.5
 
 _DATES = frozenset(MONTHS + WEEKDAYS + ["tomorrow", "tonight", "weekend"]
                    + "januar februar märz mai juni juli oktober dezember montag dienstag mittwoch donnerstag "
@@ -136,7 +133,8 @@ def pick(transcript: str, summary: str = "") -> list[str]:
         # Scored against what is shown so far (the summary and the quotes taken): each quote adds new facts.
         frozen = frozenset(known)
         pool = [(sc, i) for i, c in enumerate(candidates)
-                if i not in chosen and (used + size[i] <= budget or not chosen and size[i] <= total * SINGLE_SHARE)
+                if i not in chosen
+                and (used + size[i] <= budget or not chosen and size[i] <= total * HIGHLIGHTS_SINGLE_SHARE)
                 and not _repeats(c, [candidates[j] for j in chosen])
                 and (sc := score(c, frozen, english)) >= MIN_SCORE]
         if not pool:

@@ -38,6 +38,10 @@ HIGHLIGHTS_WORDS_PER_EXTRA = 1000
 HIGHLIGHTS_LONG_MAX = 8
 #: ...and never more than this share of the transcript's words, so the quotes are never an echo of it.
 HIGHLIGHTS_MAX_SHARE = 1 / 3
+#: One quote alone may take up to this share of a short transcript, past HIGHLIGHTS_MAX_SHARE: one sentence of
+#: several is a quote, not an echo (the stand-up's "The team agreed to release version 2.1 next Thursday..." is 15
+#: of its 40 words, and a third left only a lesser sentence).
+HIGHLIGHTS_SINGLE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
