@@ -1,7 +1,9 @@
 """Benchmark: one batched decode of openai-whisper, whisper's own loop against kubescribe's, same run, same device.
 
-What ``steps.batch_decoder.batch_decode`` (static KV cache, beam search on the device: ``steps.static_decode``)
-gains over whisper's ``DecodingTask`` for the same chunks. Whisper's own task cannot decode several chunks at once
+What ``steps.batch_decoder.batch_decode`` (static KV cache, beam search on the device, each one-token step replayed
+as a CUDA graph on CUDA: ``steps.static_decode``) gains over whisper's ``DecodingTask`` for the same chunks, and
+what the CUDA graphs gain over the same steps launched op by op ("eager steps"; with real weights, whether both
+chose the same tokens is printed too). Whisper's own task cannot decode several chunks at once
 with beam search (openai-whisper 20250625 fails in cross-attention), so its baseline is what the sequential engine
 does: ``whisper.decode`` one chunk after another. A second baseline, "loop only", is whisper's own task on the
 whole batch with greedy decoding, which it can batch: the same model calls, whisper's hooks and Python.
@@ -96,6 +98,7 @@ def main() -> int:
         mel = mel_all[:n]
         methods = {
             "kubescribe batch_decode, beam": lambda: batch_decode(model, mel, beam),
+            "kubescribe batch_decode, beam, eager steps": lambda: batch_decode(model, mel, beam, graphs=False),
             "whisper.decode per chunk, beam": lambda: [whisper.decode(model, m, beam) for m in mel],
             "kubescribe batch_decode, greedy": lambda: batch_decode(model, mel, greedy),
             "whisper DecodingTask on the batch, greedy": lambda: whisper.decode(model, mel, greedy),
@@ -115,6 +118,13 @@ def main() -> int:
             print(f"batch {n:3d}  {name:45s} {wall:8.3f} s  {1000 * wall / args.steps:8.2f} ms/step  "
                   f"{n * args.steps / wall:10.0f} chunk-steps/s", flush=True)
         by = {r["method"]: r["wall_s"] for r in rows if r["batch"] == n}
+        same = None
+        if args.model:  # random weights make near-ties everywhere; real ones tell whether fp16 graphs change tokens
+            same = [r.tokens for r in batch_decode(model, mel, beam)] == [
+                r.tokens for r in batch_decode(model, mel, beam, graphs=False)]
+            rows.append({"batch": n, "method": "graph steps choose the eager steps' tokens", "same": same})
+        print(f"batch {n:3d}  graphs: {by['kubescribe batch_decode, beam, eager steps'] / by['kubescribe batch_decode, beam']:.2f}x "
+              f"the eager steps (same tokens: {same})", flush=True)
         print(f"batch {n:3d}  ratio beam: {by['whisper.decode per chunk, beam'] / by['kubescribe batch_decode, beam']:.2f}x "
               f"whisper.decode per chunk; greedy: {by['whisper DecodingTask on the batch, greedy'] / by['kubescribe batch_decode, greedy']:.2f}x "
               "whisper's loop on the same batch", flush=True)

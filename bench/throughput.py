@@ -297,6 +297,14 @@ def run_method(method: str, src: Path, out: Path, a) -> tuple[float, list[float]
         return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, beam=1)
     if method == "batched-nowt":
         return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
+    if method == "batched-eager":  # what CUDA graphs of the decode step gain: the same steps launched op by op
+        from steps import static_decode
+
+        static_decode.CUDA_GRAPHS = False
+        try:
+            return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch)
+        finally:
+            static_decode.CUDA_GRAPHS = True
     if method == "batched-noloopstop":  # what stopping looping rows early saves: the rule switched off
         from steps import static_decode
 

@@ -47,9 +47,10 @@ VAD_METHOD = "energy"
 #: file through faster-whisper: ``steps.ct2_engine``).
 ENGINE = "batched"
 #: What ``kubescribe-step transcribe --engine auto`` picks, per device, from bench/throughput.py's numbers
-#: (bench/README.md). GPU: openai-whisper stays the reference engine, and its batched engine beat sequential
-#: (H200: 3.44x on the 46.5-min espeak prose corpus, same WER). CPU: ct2 (CTranslate2, int8) with the
-#: same safe options is faster than plain greedy openai-whisper, which both openai-whisper engines are not.
+#: (bench/README.md). GPU: openai-whisper stays the reference engine, and its batched engine ran 17.5x sequential
+#: and 3.24x faster-whisper's batched pipeline (H200, 46.5-min espeak prose corpus, same WER). CPU: ct2
+#: (CTranslate2, int8) with the same safe options is faster than plain greedy openai-whisper, which both
+#: openai-whisper engines are not.
 ENGINE_CPU = "ct2"
 ENGINE_GPU = "batched"
 

@@ -1,7 +1,7 @@
 """openai-whisper's text decoder with a preallocated KV cache, and a beam search that stays on the device.
 
 ``steps.batch_decoder`` plugs these into whisper's own ``DecodingTask`` (its prompts, logit filters, finalize and
-ranking are untouched); this module only replaces the two parts that set the pace of a batched decode on a GPU:
+ranking are untouched); this module only replaces the parts that set the pace of a batched decode on a GPU:
 
 * :class:`StaticKVInference` stands in for whisper's ``PyTorchInference``. Whisper grows each layer's self-attention
   cache with ``torch.cat`` in forward hooks, casts every fp32 weight to fp16 on every call (its ``Linear`` does
@@ -9,6 +9,9 @@ ranking are untouched); this module only replaces the two parts that set the pac
   are cast once per model, the self-attention cache is written in place, and the beams of one audio share its
   cross-attention keys and values (their queries are stacked into one attention call instead). The arithmetic is
   whisper's, in the same order and precision (layer norms in fp32, SDPA attention), so the tokens are the same.
+* After the prompt, each token's decoder step has fixed shapes (its position is a device tensor, its attention reads
+  the whole cache with the keys past that position masked), and on CUDA it is captured once per decode as a CUDA
+  graph and replayed: one launch per token instead of about 110 from Python.
 * :func:`vectorized_beam_search` is whisper's ``BeamSearchDecoder`` with ``update`` done as tensor operations over
   every row at once: no Python per candidate, no host transfer per step other than the one "all done?" flag.
   Finished hypotheses are kept in device buffers and handed to whisper's ``finalize`` in whisper's format.
@@ -21,6 +24,7 @@ ranking are untouched); this module only replaces the two parts that set the pac
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -44,14 +48,15 @@ def loop_periods(tokens, sample_begin: int, timestamp_begin: int):
 
     sampled = tokens[:, sample_begin:]
     n = sampled.shape[1]
-    period = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
     if n <= LOOP_SPAN:
-        return period
-    kinds = sampled.clamp(max=timestamp_begin)
-    tail = kinds[:, n - LOOP_SPAN:]
-    for p in range(min(LOOP_MAX_PERIOD, n - LOOP_SPAN), 0, -1):  # the shortest period is the one reported
-        period = torch.where((tail == kinds[:, n - LOOP_SPAN - p: n - p]).all(dim=1), p, period)
-    return period
+        return torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    longest = min(LOOP_MAX_PERIOD, n - LOOP_SPAN)
+    kinds = sampled[:, n - LOOP_SPAN - longest:].clamp(max=timestamp_begin)
+    # window j is the span that starts j tokens in; the last one is the tail, which repeats with period longest - j
+    spans = kinds.unfold(1, LOOP_SPAN, 1)
+    repeats = (spans[:, :-1] == spans[:, -1:]).all(dim=-1)
+    j = torch.where(repeats, torch.arange(longest, device=tokens.device), -1).max(dim=1).values
+    return torch.where(j >= 0, longest - j, 0)  # the shortest period is the one reported
 
 
 @dataclass
@@ -91,17 +96,33 @@ def _weights(model, dtype) -> _Weights:
     return per_model[dtype]
 
 
+#: Whether one-token steps on CUDA are replayed as CUDA graphs (bench/throughput.py's ``batched-eager`` turns it off
+#: to measure what they gain).
+CUDA_GRAPHS = True
+#: Per thread, the stream graphs are captured on (its cuBLAS workspace is set up once).
+_CAPTURE = threading.local()
+
+
 class StaticKVInference:
     """whisper's ``Inference`` interface (``logits``, ``rearrange_kv_cache``, ``cleanup_caching``) over a
-    preallocated cache. ``n_group`` rows (beams or best-of samples) share one audio's cross-attention."""
+    preallocated cache. ``n_group`` rows (beams or best-of samples) share one audio's cross-attention.
 
-    def __init__(self, model, initial_token_length: int, n_group: int):
+    After the prompt pass every step feeds one token per row, at a position held in a device tensor, attending over
+    the whole cache with the keys past that position masked, so the step's shapes do not change from token to
+    token. On CUDA it is captured once per decode as a CUDA graph and replayed: a step of tiny.en's decoder is about
+    110 small kernels, and launching them one by one from Python, not the GPU, set the pace of a decode
+    (bench/README.md). ``graphs=False`` runs the same step eagerly over the keys written so far (the CPU always
+    does)."""
+
+    def __init__(self, model, initial_token_length: int, n_group: int, graphs: bool | None = None):
         self.model = model
         self.initial_token_length = initial_token_length
         self.n_group = n_group
         self.n_head = model.dims.n_text_head
+        self.graphs = graphs
         self.length = 0
         self.k = self.v = self.cross = None
+        self._graph = None
 
     def _allocate(self, audio_features) -> None:
         import torch
@@ -113,10 +134,16 @@ class StaticKVInference:
         rows = audio_features.shape[0]
         head = d.n_text_state // self.n_head
         shape = (d.n_text_layer, rows, self.n_head, d.n_text_ctx, head)
-        self.k = torch.empty(shape, dtype=dtype, device=audio_features.device)
-        self.v = torch.empty_like(self.k)
+        if self.graphs is None:
+            self.graphs = CUDA_GRAPHS and audio_features.is_cuda
+        # a graph's step reads the keys past its position too, masked: they must be finite (NaN times 0 is NaN)
+        self.k = (torch.zeros if self.graphs else torch.empty)(shape, dtype=dtype, device=audio_features.device)
+        self.v = torch.zeros_like(self.k) if self.graphs else torch.empty_like(self.k)
         xa = audio_features[:: self.n_group]  # one row per audio: its beams share it
         self.cross = [(self._heads(F.linear(xa, *b["ck"])), self._heads(F.linear(xa, *b["cv"]))) for b in self.w.blocks]
+        self._token = torch.zeros(rows, 1, dtype=torch.long, device=audio_features.device)
+        self._position = torch.zeros(1, dtype=torch.long, device=audio_features.device)
+        self._key_index = torch.arange(d.n_text_ctx, device=audio_features.device)
 
     def _heads(self, x):
         return x.view(*x.shape[:2], self.n_head, -1).transpose(1, 2)  # (n, T, D) -> (n, H, T, D/H)
@@ -128,24 +155,78 @@ class StaticKVInference:
         return F.layer_norm(x.float(), (x.shape[-1],), *params).to(x.dtype)
 
     def logits(self, tokens, audio_features):
-        import torch.nn.functional as F
-
         if self.k is None:
             self._allocate(audio_features)
+        start = self.length
         if tokens.shape[-1] > self.initial_token_length:
-            tokens = tokens[:, -1:]  # only the newest token after the first pass
-        w, start = self.w, self.length
+            self.length = start + 1
+            return self._one_token(tokens[:, -1:], start)
+        self.length = start + tokens.shape[-1]
+        return self._forward(tokens, start, start + tokens.shape[-1])
+
+    def _one_token(self, token, position: int):
+        """The step for one new token per row: the captured graph's replay, or the same step run eagerly."""
+        self._token.copy_(token)
+        self._position.fill_(position)
+        if not self.graphs:
+            return self._forward(self._token, self._position, position + 1)
+        if self._graph is None:
+            self._graph = self._capture()
+        self._graph[0].replay()
+        return self._graph[1]
+
+    def _capture(self):
+        """The one-token step as a CUDA graph, and its output buffer. A first eager run on the capture stream sets
+        up what kernels set up lazily (PyTorch's rule for capturing); it writes the keys and values the replay
+        writes. Not ``torch.cuda.graph``: it collects garbage and empties the allocator's cache on every capture,
+        and a pod captures a graph per decode."""
+        import torch
+
+        if not hasattr(_CAPTURE, "stream"):
+            _CAPTURE.stream = torch.cuda.Stream()
+        stream, span = _CAPTURE.stream, self.model.dims.n_text_ctx
+        graph = torch.cuda.CUDAGraph()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._forward(self._token, self._position, span)
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                out = self._forward(self._token, self._position, span)
+            finally:
+                graph.capture_end()
+        torch.cuda.current_stream().wait_stream(stream)
+        return graph, out
+
+    def _forward(self, tokens, start, end: int):
+        """The decoder over ``tokens`` written at positions ``start`` (an int: the prompt pass, which attends
+        causally over ``[0, end)``; or a one-element device tensor: one token per row, attending over the keys
+        ``[0, end)`` up to its position)."""
+        import torch
+        import torch.nn.functional as F
+
+        w = self.w
+        dtype = self.k.dtype
         rows, n_new = tokens.shape
-        end = start + n_new
-        x = (w.token_embedding[tokens] + w.positional_embedding[start:end]).to(audio_features.dtype)
+        if torch.is_tensor(start):
+            positional = w.positional_embedding.index_select(0, start)
+            mask = (self._key_index[:end] <= start)[None]  # keys past the position are not written yet
+        else:
+            positional, mask = w.positional_embedding[start:start + n_new], None
+        x = (w.token_embedding[tokens] + positional).to(dtype)
         n_audio = rows // self.n_group
         for i, b in enumerate(w.blocks):
             h = self._ln(x, b["attn_ln"])
-            self.k[i, :, :, start:end] = self._heads(F.linear(h, *b["k"]))
-            self.v[i, :, :, start:end] = self._heads(F.linear(h, *b["v"]))
-            # the first pass starts at 0 with every query, so the top-left causal mask of SDPA is whisper's
+            k, v = self._heads(F.linear(h, *b["k"])), self._heads(F.linear(h, *b["v"]))
+            if mask is None:
+                self.k[i, :, :, start:end] = k
+                self.v[i, :, :, start:end] = v
+            else:
+                self.k[i].index_copy_(2, start, k)
+                self.v[i].index_copy_(2, start, v)
+            # the prompt pass starts at 0 with every query, so the top-left causal mask of SDPA is whisper's
             a = F.scaled_dot_product_attention(self._heads(F.linear(h, *b["q"])), self.k[i, :, :, :end],
-                                               self.v[i, :, :, :end], is_causal=n_new > 1)
+                                               self.v[i, :, :, :end], attn_mask=mask,
+                                               is_causal=mask is None and n_new > 1)
             x = x + F.linear(a.transpose(1, 2).flatten(2), *b["o"])
             h = self._ln(x, b["cross_ln"])
             q = self._heads(F.linear(h, *b["cq"]))  # (rows, H, T, D/H); rows are audio-major
@@ -158,7 +239,6 @@ class StaticKVInference:
             x = x + F.linear(a, *b["co"])
             h = self._ln(x, b["mlp_ln"])
             x = x + F.linear(F.gelu(F.linear(h, *b["fc1"])), *b["fc2"])
-        self.length = end
         x = self._ln(x, w.ln)
         return (x @ w.token_embedding_t).float()
 
@@ -174,6 +254,7 @@ class StaticKVInference:
 
     def cleanup_caching(self) -> None:
         self.k = self.v = self.cross = None
+        self._graph = None
         self.length = 0
 
 

@@ -340,3 +340,34 @@ def test_batched_word_timings_are_whisper_s_own(tiny_model):
         assert [w.word for w in got] == [w.word for w in own]
         assert [(w.start, w.end) for w in got] == [(w.start, w.end) for w in own]
         assert [w.probability for w in got] == pytest.approx([w.probability for w in own], abs=1e-4)
+
+
+def test_the_graph_step_computes_what_the_eager_step_computes(tiny_model):
+    """A CUDA graph's one-token step has fixed shapes: it attends over the whole preallocated cache with the keys
+    past its position masked (``steps.static_decode``). Run eagerly here (CI has no GPU), that step gives the
+    logits and writes the keys of the step that attends over only the keys written so far, position after position,
+    and the unwritten keys of a graph's cache are zeros, not uninitialised memory."""
+    import torch
+    import whisper
+
+    from steps.static_decode import StaticKVInference
+
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(load_audio(str(SAMPLES / "jfk.flac"))))
+    features = tiny_model.embed_audio(mel[None].repeat(2, 1, 1)).detach()
+    tokenizer = whisper.tokenizer.get_tokenizer(False)
+    prompt = torch.tensor([list(tokenizer.sot_sequence_including_notimestamps)] * 2)
+    whole, written = (StaticKVInference(tiny_model, prompt.shape[1], 1, graphs=graphs) for graphs in (True, False))
+    with torch.no_grad():
+        logits = [inference.logits(prompt, features) for inference in (whole, written)]
+        assert torch.equal(logits[0], logits[1])
+        assert whole.k[:, :, :, prompt.shape[1]:].abs().sum() == 0  # what the mask hides is finite
+        token = logits[0][:, -1].argmax(dim=-1, keepdim=True)
+        for position in range(prompt.shape[1], prompt.shape[1] + 6):
+            at = torch.tensor([position])
+            masked = whole._forward(token, at, tiny_model.dims.n_text_ctx)
+            plain = written._forward(token, at, position + 1)
+            assert torch.allclose(masked, plain, atol=1e-4)
+            assert torch.equal(masked.argmax(dim=-1), plain.argmax(dim=-1))
+            token = masked[:, -1].argmax(dim=-1, keepdim=True)
+        end = prompt.shape[1] + 6
+        assert torch.allclose(whole.k[:, :, :, :end], written.k[:, :, :, :end], atol=1e-5)
