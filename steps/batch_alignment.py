@@ -107,7 +107,10 @@ def _dtw():
     import numba
     from whisper.timing import dtw_cpu
 
-    return numba.njit(cache=True)(dtw_cpu.py_func)
+    try:
+        return numba.njit(cache=True)(dtw_cpu.py_func)
+    except RuntimeError:  # nowhere writable to cache it (read-only image, no NUMBA_CACHE_DIR): compile per process
+        return dtw_cpu
 
 
 def _word_timings(req: AlignmentRequest, text_token_probs: np.ndarray, cost: np.ndarray) -> list:
