@@ -287,7 +287,7 @@ class BatchedEngine:
         opts = DecodingOptions(language="en" if not model.is_multilingual else None, beam_size=self.t.options.beam_size,
                                fp16=True, sample_len=8, without_timestamps=False)
         _, features = decode_with_features(model, mel, opts)
-        if self.t.options.word_timestamps:  # numba compiles whisper's DTW on its first call
+        if self.t.options.word_timestamps:  # the DTW: numba compiles it, or loads it from its cache
             tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages, language=opts.language)
             text = tokenizer.encode(" Warm up.")
             align_batch(model, [AlignmentRequest(tokenizer, text, features[0], 3000)])

@@ -11,7 +11,9 @@ ranking are untouched); this module only replaces the parts that set the pace of
   whisper's, in the same order and precision (layer norms in fp32, SDPA attention), so the tokens are the same.
 * After the prompt, each token's decoder step has fixed shapes (its position is a device tensor, its attention reads
   the whole cache with the keys past that position masked), and on CUDA it is captured once per decode as a CUDA
-  graph and replayed: one launch per token instead of about 110 from Python.
+  graph and replayed: one launch per token instead of about 110 from Python. Masked keys add nothing to the
+  attention, so the step computes what the eager one does (``tests/test_batched.py``; on an H200 the graph steps
+  chose the eager steps' tokens, ``bench/decode_loop.py --model``).
 * :func:`vectorized_beam_search` is whisper's ``BeamSearchDecoder`` with ``update`` done as tensor operations over
   every row at once: no Python per candidate, no host transfer per step other than the one "all done?" flag.
   Finished hypotheses are kept in device buffers and handed to whisper's ``finalize`` in whisper's format.
