@@ -42,7 +42,8 @@ def main() -> int:
         t0 = time.perf_counter()
         kept = sum(end - start for a in audio for start, end in regions(a, method, **settings))
         seconds = time.perf_counter() - t0
-        rows.append({"segmenter": method, "seconds": round(seconds, 3), "seconds_per_audio_hour": round(seconds / hours, 1),
+        rows.append({"segmenter": method, "seconds": round(seconds, 3),
+                     "seconds_per_audio_hour": round(seconds / hours, 1),
                      "speech_share": round(kept / (hours * 3600), 3)})
         print(json.dumps(rows[-1]), flush=True)
     ratio = rows[1]["seconds"] / rows[0]["seconds"]

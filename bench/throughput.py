@@ -45,6 +45,7 @@ import threading
 import time
 import wave
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -297,22 +298,14 @@ def run_method(method: str, src: Path, out: Path, a) -> tuple[float, list[float]
         return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, beam=1)
     if method == "batched-nowt":
         return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch, word_ts=False)
-    if method == "batched-eager":  # what CUDA graphs of the decode step gain: the same steps launched op by op
+    if method in ("batched-eager", "batched-noloopstop"):
+        # the same engine with one of its speed-ups switched off: CUDA graphs of the decode step (its steps launched
+        # op by op), or stopping looping rows early
         from steps import static_decode
 
-        static_decode.CUDA_GRAPHS = False
-        try:
+        name, value = ("CUDA_GRAPHS", False) if method == "batched-eager" else ("LOOP_SPAN", 1 << 30)
+        with mock.patch.object(static_decode, name, value):
             return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch)
-        finally:
-            static_decode.CUDA_GRAPHS = True
-    if method == "batched-noloopstop":  # what stopping looping rows early saves: the rule switched off
-        from steps import static_decode
-
-        span, static_decode.LOOP_SPAN = static_decode.LOOP_SPAN, 1 << 30
-        try:
-            return run_kubescribe(src, out, "batched", a.device, a.threads, a.batch)
-        finally:
-            static_decode.LOOP_SPAN = span
     return run_kubescribe(src, out, method, a.device, a.threads, a.batch)
 
 

@@ -5,11 +5,11 @@ alignment heads (``whisper.timing.find_alignment``), one window at a time, encod
 batch go through one decoder pass over the encoder output their decode already computed: their token rows are padded
 at the end with end-of-text, which the causal self-attention keeps from touching the real positions, and each row's
 attention is then cut to its own tokens and frames and put through whisper's own steps (the same softmax,
-normalisation and median filter on the device, then whisper's CPU DTW, numba, on that row alone; the rows come to the
-host in one transfer). Whisper's triton kernels for the median filter and DTW are not used: compiling them cost
-seconds of each pod's warm-up, and a DTW per row on the device a sync per row. The result is whisper's ``WordTiming`` list per window,
-which ``whisper.timing.add_word_timestamps`` turns into words (``steps.chunk_transcribe`` hands it over);
-``tests/test_batched.py`` compares it with whisper's own.
+normalisation and median filter on the device, then whisper's CPU DTW, numba, on that row alone; the rows come to
+the host in one transfer). Whisper's triton kernels for the median filter and DTW are not used: compiling them cost
+seconds of each pod's warm-up, and a DTW per row on the device a sync per row. The result is whisper's
+``WordTiming`` list per window, which ``whisper.timing.add_word_timestamps`` turns into words
+(``steps.chunk_transcribe`` hands it over); ``tests/test_batched.py`` compares it with whisper's own.
 """
 
 from __future__ import annotations

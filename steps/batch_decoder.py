@@ -14,7 +14,7 @@ from steps.static_decode import StaticKVInference, loop_periods, stopping_greedy
 __all__ = ["batch_decode", "decode_with_features"]
 
 
-def _batch_task(graphs: bool | None = None):
+def _batch_task():
     """openai-whisper's ``DecodingTask``, fixed and made fast for a batch decoded with beam search or best-of-n.
 
     * openai-whisper 20250625 repeats the tokens ``n_group`` times per audio but not the encoder output, which
@@ -34,7 +34,7 @@ def _batch_task(graphs: bool | None = None):
     class BatchDecodingTask(DecodingTask):
         def __init__(self, model, options):
             super().__init__(model, options)
-            self.inference = StaticKVInference(model, len(self.initial_tokens), self.n_group, graphs)
+            self.inference = StaticKVInference(model, len(self.initial_tokens), self.n_group)
             if isinstance(self.decoder, BeamSearchDecoder):
                 self.decoder = vectorized_beam_search(BeamSearchDecoder)(
                     self.decoder.beam_size, self.decoder.eot, self.inference, self.decoder.patience)
@@ -119,17 +119,17 @@ def _vectorized_timestamp_rules(rules):
     return rules
 
 
-def batch_decode(model, mel, options, graphs: bool | None = None) -> list:
-    """Decode a batch of log-mels (``n, n_mels, 3000``) with one encoder pass and one KV-cached search; its steps
-    are CUDA graphs on CUDA unless ``graphs`` is False (``steps.static_decode.StaticKVInference``)."""
-    return decode_with_features(model, mel, options, graphs)[0]
+def batch_decode(model, mel, options) -> list:
+    """Decode a batch of log-mels (``n, n_mels, 3000``) with one encoder pass and one KV-cached search (its steps
+    CUDA graphs on CUDA: ``steps.static_decode.StaticKVInference``)."""
+    return decode_with_features(model, mel, options)[0]
 
 
-def decode_with_features(model, mel, options, graphs: bool | None = None) -> tuple[list, object]:
+def decode_with_features(model, mel, options) -> tuple[list, object]:
     """:func:`batch_decode`, and the encoder's output for each log-mel (the word-timing pass reuses it)."""
     import torch
 
     with torch.no_grad():
-        task = _batch_task(graphs)(model, options)
+        task = _batch_task()(model, options)
         results = task.run(mel)
     return results, task.audio_features

@@ -139,8 +139,9 @@ class StaticKVInference:
         if self.graphs is None:
             self.graphs = CUDA_GRAPHS and audio_features.is_cuda
         # a graph's step reads the keys past its position too, masked: they must be finite (NaN times 0 is NaN)
-        self.k = (torch.zeros if self.graphs else torch.empty)(shape, dtype=dtype, device=audio_features.device)
-        self.v = torch.zeros_like(self.k) if self.graphs else torch.empty_like(self.k)
+        allocate = torch.zeros if self.graphs else torch.empty
+        self.k = allocate(shape, dtype=dtype, device=audio_features.device)
+        self.v = allocate(shape, dtype=dtype, device=audio_features.device)
         xa = audio_features[:: self.n_group]  # one row per audio: its beams share it
         self.cross = [(self._heads(F.linear(xa, *b["ck"])), self._heads(F.linear(xa, *b["cv"]))) for b in self.w.blocks]
         self._token = torch.zeros(rows, 1, dtype=torch.long, device=audio_features.device)
